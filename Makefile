@@ -1,0 +1,54 @@
+# ateom-microvm build, test and run entry points. Everything runs through the repo's own pinned
+# Deno (npm package `deno`, exact version in package.json) installed by `make setup`.
+
+ARCH := $(shell uname -m)
+DENO_PLATFORM := linux-$(if $(filter aarch64 arm64,$(ARCH)),arm64,x64)-glibc
+DENO := node_modules/@deno/$(DENO_PLATFORM)/deno
+BUF := node_modules/.bin/buf
+# The permissions the program needs, nothing more (FFI: fd passing, SEEK_DATA, tun, setns).
+PERMS := --allow-read --allow-write --allow-net --allow-run --allow-env --allow-ffi --allow-sys
+RUN_BASE ?= $(CURDIR)/.run
+RUN_POD_UID ?= local-pod
+TEST_FLAGS ?=
+
+.PHONY: setup gen check check-gen test bench run binary clean
+
+setup: node_modules/.setup-done
+
+node_modules/.setup-done: package.json package-lock.json
+	npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+	@test -x $(DENO) || { echo "setup: pinned deno binary missing at $(DENO)"; exit 1; }
+	@touch $@
+
+gen: setup
+	$(BUF) generate
+
+# Fails when the committed generated code differs from what `make gen` would write.
+check-gen: setup
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(BUF) generate -o "$$tmp" && \
+	diff -r "$$tmp/proto/gen" proto/gen >/dev/null || \
+	{ echo "check-gen: proto/gen is stale: run 'make gen' and commit the result"; exit 1; }
+
+check: setup check-gen
+	$(DENO) fmt --check
+	$(DENO) lint
+	$(DENO) check main.ts lib tests
+
+test: setup check
+	$(DENO) test $(PERMS) $(TEST_FLAGS)
+
+bench: setup
+	$(DENO) run $(PERMS) tests/bench/main.ts
+
+run: setup
+	bin/ateom-microvm serve --pod-uid $(RUN_POD_UID) --base-path $(RUN_BASE)
+
+# deno compile needs the denort runtime; set DENORT_BIN to a local copy where it cannot be
+# downloaded (see README).
+binary: setup
+	mkdir -p dist
+	$(DENO) compile $(PERMS) --no-check --include proto/gen --output dist/ateom-microvm main.ts
+
+clean:
+	rm -rf dist .run

@@ -1,0 +1,12 @@
+/**
+ * The list of subcommands `main.ts` dispatches to. Each subsystem contributes its command from
+ * its own module; this file only lists them.
+ *
+ * @module
+ */
+import type { Command } from "./command.ts";
+import { versionCommand } from "./version.ts";
+
+export const COMMANDS: Command[] = [
+  versionCommand,
+];
