@@ -6,7 +6,10 @@
  */
 import type { Command } from "./command.ts";
 import { versionCommand } from "./version.ts";
+import { packCommand, unpackCommand } from "../snapshot/command.ts";
 
 export const COMMANDS: Command[] = [
   versionCommand,
+  packCommand,
+  unpackCommand,
 ];

@@ -9,7 +9,6 @@
  *
  * @module
  */
-import { Readable } from "node:stream";
 import { createZstdDecompress } from "node:zlib";
 import { basename, dirname, join } from "node:path";
 import { BodyParser, checkVersion, FormatError, hasMagic, HEADER_LENGTH, MAGIC } from "./format.ts";
@@ -94,20 +93,41 @@ class FrameSource {
   }
 }
 
-/** Decompresses one whole zstd frame given as a stream of its bytes. */
+/**
+ * Decompresses one whole zstd frame, fed from `frame` while its output is consumed (writing the
+ * input directly is about twice as fast as piping a Readable into the decompressor).
+ */
 async function* decompressFrame(frame: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
   const decompressor = createZstdDecompress({ chunkSize: DECOMPRESS_CHUNK });
-  const source = Readable.from(frame);
-  source.on("error", (e) => decompressor.destroy(e));
-  source.pipe(decompressor);
+  const settled = () =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        decompressor.off("drain", done);
+        decompressor.off("close", done);
+        resolve();
+      };
+      decompressor.on("drain", done);
+      decompressor.on("close", done);
+    });
+  const feed = (async () => {
+    try {
+      for await (const bytes of frame) {
+        if (decompressor.destroyed) return;
+        if (!decompressor.write(bytes)) await settled();
+      }
+      decompressor.end();
+    } catch (e) {
+      decompressor.destroy(e as Error);
+    }
+  })();
   try {
     for await (const out of decompressor) yield out as Uint8Array;
   } catch (e) {
     if (e instanceof FormatError) throw e;
     throw new FormatError(`corrupt zstd data: ${(e as Error).message}`);
   } finally {
-    source.destroy();
     decompressor.destroy();
+    await feed;
   }
 }
 
