@@ -7,9 +7,12 @@
 import type { Command } from "./command.ts";
 import { versionCommand } from "./version.ts";
 import { packCommand, unpackCommand } from "../snapshot/command.ts";
+import { pullCommand, pushCommand } from "../store/command.ts";
 
 export const COMMANDS: Command[] = [
   versionCommand,
   packCommand,
   unpackCommand,
+  pushCommand,
+  pullCommand,
 ];

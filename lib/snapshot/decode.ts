@@ -13,6 +13,7 @@ import { createZstdDecompress } from "node:zlib";
 import { basename, dirname, join } from "node:path";
 import { BodyParser, checkVersion, FormatError, hasMagic, HEADER_LENGTH, MAGIC } from "./format.ts";
 import { FrameScanner, type FrameSegment } from "./zstd_frames.ts";
+import { type Digest, digestZeros } from "./encode.ts";
 
 /** Counters passed to `onProgress` and returned at the end. */
 export interface UnpackStats {
@@ -28,6 +29,25 @@ export interface UnpackStats {
 
 export interface UnpackOptions {
   onProgress?: (stats: UnpackStats) => void;
+  /** Fed the decoded logical content in order (holes as zeros), e.g. a node:crypto Hash. */
+  digest?: Digest;
+}
+
+/** Wraps `sink` so `digest` sees every logical byte, holes as zeros. */
+function digestingSink(sink: ImageSink, digest: Digest): ImageSink {
+  let position = 0;
+  return {
+    async write(offset, bytes) {
+      digestZeros(digest, offset - position);
+      digest.update(bytes);
+      position = offset + bytes.length;
+      await sink.write(offset, bytes);
+    },
+    async resize(size, final) {
+      if (final) digestZeros(digest, size - position);
+      await sink.resize(size, final);
+    },
+  };
 }
 
 /** Where decoded bytes go. Offsets passed to `write` only ascend. */
@@ -158,6 +178,7 @@ async function decodeInto(
   skipZeroBlocks: boolean,
 ): Promise<UnpackStats> {
   const stats: UnpackStats = { compressedBytes: 0, logicalSize: 0, writtenBytes: 0, sparse: false };
+  if (options.digest) sink = digestingSink(sink, options.digest);
   const reader = input.getReader();
   try {
     const head = await readHead(reader, HEADER_LENGTH);

@@ -32,6 +32,22 @@ export interface PackOptions {
   chunkSize?: number;
   /** Called after each frame is written. */
   onProgress?: (stats: PackStats) => void;
+  /** Fed the logical content in order (holes as zeros), e.g. a node:crypto Hash. */
+  digest?: Digest;
+}
+
+/** A running hash of logical content. */
+export interface Digest {
+  update(bytes: Uint8Array): unknown;
+}
+
+const ZEROS = new Uint8Array(1 << 20);
+
+/** Feeds `length` zero bytes to `digest`. */
+export function digestZeros(digest: Digest, length: number): void {
+  for (let left = length; left > 0; left -= ZEROS.length) {
+    digest.update(left >= ZEROS.length ? ZEROS : ZEROS.subarray(0, left));
+  }
 }
 
 /** Orders compressed frames out of the pool and into the writer, recycling chunk buffers. */
@@ -152,7 +168,11 @@ export function packSparseFile(
     pipeline.stats.logicalSize = size;
     await pipeline.write(encodeHeader());
     await pipeline.append(encodeI64(size));
+    const digest = options.digest;
+    let logical = 0;
     for (const [start, end] of extents) {
+      if (digest) digestZeros(digest, start - logical);
+      logical = end;
       await pipeline.append(encodeI64(start, end - start));
       await file.seek(start, Deno.SeekMode.Start);
       let left = end - start;
@@ -166,10 +186,12 @@ export function packSparseFile(
           );
         }
         left -= n;
+        digest?.update(view.subarray(0, n));
         pipeline.stats.dataBytes += n;
         await pipeline.filled(n);
       }
     }
+    if (digest) digestZeros(digest, size - logical);
     await pipeline.append(encodeI64(Number(END_OFFSET)));
   });
 }
@@ -184,6 +206,7 @@ export function packStream(
     for await (const chunk of input) {
       pipeline.stats.logicalSize += chunk.length;
       pipeline.stats.dataBytes += chunk.length;
+      options.digest?.update(chunk);
       await pipeline.append(chunk);
     }
   });
