@@ -41,15 +41,20 @@ async function timed(argv: string[]): Promise<Run> {
   return { seconds, maxRssKb: rss ? Number(rss[1]) : undefined };
 }
 
-async function best(argv: string[], before?: () => Promise<void>): Promise<Run> {
-  let result: Run | undefined;
-  for (let i = 0; i < RUNS; i++) {
-    await before?.();
-    const r = await timed(argv);
-    if (!result || r.seconds < result.seconds) result = { ...r, maxRssKb: result?.maxRssKb };
-    result.maxRssKb = Math.max(result.maxRssKb ?? 0, r.maxRssKb ?? 0) || undefined;
+/** Runs each command RUNS times, alternating them so all see the same machine state; best each. */
+async function alternate(
+  commands: { argv: string[]; before?: () => Promise<void> }[],
+): Promise<Run[]> {
+  const results: Run[] = commands.map(() => ({ seconds: Infinity }));
+  for (let round = 0; round < RUNS; round++) {
+    for (const [i, c] of commands.entries()) {
+      await c.before?.();
+      const r = await timed(c.argv);
+      const rss = Math.max(results[i].maxRssKb ?? 0, r.maxRssKb ?? 0) || undefined;
+      results[i] = { seconds: Math.min(results[i].seconds, r.seconds), maxRssKb: rss };
+    }
   }
-  return result!;
+  return results;
 }
 
 /** xorshift32, so the image is the same in every run. */
