@@ -147,21 +147,16 @@ export async function bench(): Promise<void> {
         `${navigator.hardwareConcurrency} cores, best of ${RUNS}`,
     );
 
-    const pack = await best([BIN, "pack", img, `${dir}/img.ates`], () => rm(`${dir}/img.ates`));
-    const zSparse = await best(["zstd", "-1", "-T0", "-q", "-f", img, "-o", `${dir}/img.zst`]);
-    const zDense = await best(["zstd", "-1", "-T0", "-q", "-f", dense, "-o", `${dir}/dense.zst`]);
-    const unpack = await best(
-      [BIN, "unpack", `${dir}/img.ates`, `${dir}/out`],
-      () => rm(`${dir}/out`),
-    );
-    const zDecode = await best([
-      "zstd",
-      "-d",
-      "-q",
-      "-f",
-      `${dir}/dense.zst`,
-      "-o",
-      `${dir}/dense.out`,
+    // Settle the freshly written files so no writeback runs during the timings.
+    await new Deno.Command("sync").output();
+    const [pack, zSparse, zDense] = await alternate([
+      { argv: [BIN, "pack", img, `${dir}/img.ates`], before: () => rm(`${dir}/img.ates`) },
+      { argv: ["zstd", "-1", "-T0", "-q", "-f", img, "-o", `${dir}/img.zst`] },
+      { argv: ["zstd", "-1", "-T0", "-q", "-f", dense, "-o", `${dir}/dense.zst`] },
+    ]);
+    const [unpack, zDecode] = await alternate([
+      { argv: [BIN, "unpack", `${dir}/img.ates`, `${dir}/out`], before: () => rm(`${dir}/out`) },
+      { argv: ["zstd", "-d", "-q", "-f", `${dir}/dense.zst`, "-o", `${dir}/dense.out`] },
     ]);
     const alloc = await allocated(`${dir}/out`);
     const same = (await new Deno.Command("cmp", { args: [img, `${dir}/out`] }).output()).success;
