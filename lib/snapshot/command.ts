@@ -10,6 +10,32 @@ import { formatBytes, progress } from "../cli/progress.ts";
 import { packSparseFile, packStream } from "./encode.ts";
 import { unpackToFile, unpackToStream } from "./decode.ts";
 
+/** A file's bytes in 1 MiB reads (the default readable reads 64 KiB at a time). */
+export function readFileStream(file: Deno.FsFile, chunkSize = 1 << 20): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    async pull(controller) {
+      const buffer = new Uint8Array(chunkSize);
+      const n = await file.read(buffer);
+      if (n === null) {
+        file.close();
+        controller.close();
+      } else controller.enqueue(buffer.subarray(0, n));
+    },
+    cancel() {
+      file.close();
+    },
+  });
+}
+
+function workerCount(flag: string | undefined): number | undefined {
+  if (flag === undefined) return undefined;
+  const n = Number(flag);
+  if (!Number.isInteger(n) || n < 0 || n > 256) {
+    throw new UsageError(`--workers must be a whole number from 0 to 256, got ${flag}`);
+  }
+  return n;
+}
+
 async function outputStream(path: string): Promise<WritableStream<Uint8Array>> {
   if (path === "-") return Deno.stdout.writable;
   const file = await Deno.open(path, { write: true, create: true, truncate: true });
@@ -37,10 +63,7 @@ Options:
       return 0;
     }
     const [src, dst] = expectPositionals(positionals, ["src", "dst"]);
-    const workers = values.workers === undefined ? undefined : Number(values.workers);
-    if (workers !== undefined && !(Number.isInteger(workers) && workers >= 0)) {
-      throw new UsageError(`--workers must be a whole number, got ${values.workers}`);
-    }
+    const workers = workerCount(values.workers);
     const bar = progress("pack", !!values.progress);
     const onProgress = (s: { dataBytes: number }) => bar.update(s.dataBytes);
     const out = await outputStream(dst);
@@ -70,20 +93,25 @@ a temporary name and renamed into place only when the whole input is valid. SRC 
 for stdin/stdout; on stdout the holes are written as zeros.
 
 Options:
-  --progress    show bytes and rate on stderr`,
+  --progress    show bytes and rate on stderr
+  --workers N   decompression threads for small frames (default 0: this thread)`,
   async run(args) {
-    const { values, positionals, help } = parseFlags(args, { progress: { type: "boolean" } });
+    const { values, positionals, help } = parseFlags(args, {
+      progress: { type: "boolean" },
+      workers: { type: "string" },
+    });
     if (help) {
       console.log(this.help);
       return 0;
     }
     const [src, dst] = expectPositionals(positionals, ["src", "dst"]);
+    const workers = workerCount(values.workers);
     const bar = progress("unpack", !!values.progress);
-    const input = src === "-" ? Deno.stdin.readable : (await Deno.open(src)).readable;
+    const input = src === "-" ? Deno.stdin.readable : readFileStream(await Deno.open(src));
     const onProgress = (s: { compressedBytes: number }) => bar.update(s.compressedBytes);
     const stats = dst === "-"
-      ? await unpackToStream(input, Deno.stdout.writable, { onProgress })
-      : await unpackToFile(input, dst, { onProgress });
+      ? await unpackToStream(input, Deno.stdout.writable, { onProgress, workers })
+      : await unpackToFile(input, dst, { onProgress, workers });
     bar.done(stats.compressedBytes);
     if (values.progress) {
       console.error(
