@@ -22,6 +22,8 @@ const RUNS = 3;
 
 interface Run {
   seconds: number;
+  /** User + system CPU seconds (steadier than wall time on a busy machine). */
+  cpu?: number;
   maxRssKb?: number;
 }
 
@@ -38,7 +40,10 @@ async function timed(argv: string[]): Promise<Run> {
   const stderr = new TextDecoder().decode(out.stderr);
   if (!out.success) throw new Error(`${argv.join(" ")} failed: ${stderr.trim().split("\n")[0]}`);
   const rss = stderr.match(/Maximum resident set size \(kbytes\): (\d+)/);
-  return { seconds, maxRssKb: rss ? Number(rss[1]) : undefined };
+  const user = stderr.match(/User time \(seconds\): ([\d.]+)/);
+  const system = stderr.match(/System time \(seconds\): ([\d.]+)/);
+  const cpu = user && system ? Number(user[1]) + Number(system[1]) : undefined;
+  return { seconds, cpu, maxRssKb: rss ? Number(rss[1]) : undefined };
 }
 
 /** Runs each command RUNS times, alternating them so all see the same machine state; best each. */
@@ -51,7 +56,8 @@ async function alternate(
       await c.before?.();
       const r = await timed(c.argv);
       const rss = Math.max(results[i].maxRssKb ?? 0, r.maxRssKb ?? 0) || undefined;
-      results[i] = { seconds: Math.min(results[i].seconds, r.seconds), maxRssKb: rss };
+      const cpu = r.cpu === undefined ? undefined : Math.min(results[i].cpu ?? Infinity, r.cpu);
+      results[i] = { seconds: Math.min(results[i].seconds, r.seconds), cpu, maxRssKb: rss };
     }
   }
   return results;
@@ -165,46 +171,39 @@ export async function bench(): Promise<void> {
       zst: (await Deno.stat(`${dir}/dense.zst`)).size,
     };
 
-    const r1 = zSparse.seconds / pack.seconds;
-    const r2 = zDense.seconds / pack.seconds;
-    const r3 = zDecode.seconds / unpack.seconds;
     const allocRatio = alloc / populated;
-    console.log(
-      `  pack                         ${pack.seconds.toFixed(3)} s  rss ${mb(pack.maxRssKb)}  ` +
-        `out ${(sizes.ates / MiB).toFixed(1)} MiB`,
+    const cpu = (r: Run) => r.cpu === undefined ? "" : ` cpu ${r.cpu.toFixed(2)} s`;
+    const line = (name: string, r: Run, extra = "") =>
+      console.log(`  ${name.padEnd(28)} ${r.seconds.toFixed(3)} s${cpu(r)}  ${extra}`);
+    const ratio = (ours: Run, theirs: Run, target: number) => {
+      const wall = theirs.seconds / ours.seconds;
+      const byCpu = ours.cpu && theirs.cpu
+        ? ` (by cpu ${(theirs.cpu / ours.cpu).toFixed(2)}×)`
+        : "";
+      return `speed ratio ${wall.toFixed(2)}×${byCpu}, target ≥ ${target}: ${
+        verdict(wall >= target)
+      }`;
+    };
+    line("pack", pack, `rss ${mb(pack.maxRssKb)}, out ${(sizes.ates / MiB).toFixed(1)} MiB`);
+    line("zstd -1 -T0 sparse file", zSparse, ratio(pack, zSparse, 3));
+    line(
+      "zstd -1 -T0 dense populated",
+      zDense,
+      `${ratio(pack, zDense, 0.5)}, out ${(sizes.zst / MiB).toFixed(1)} MiB`,
     );
-    console.log(
-      `  zstd -1 -T0 sparse file      ${zSparse.seconds.toFixed(3)} s  ratio ${
-        r1.toFixed(2)
-      }× (target ≥ 3)  ${verdict(r1 >= 3)}`,
-    );
-    console.log(
-      `  zstd -1 -T0 dense populated  ${zDense.seconds.toFixed(3)} s  ratio ${
-        r2.toFixed(2)
-      }× (target ≥ 0.5)  ${verdict(r2 >= 0.5)}  ` +
-        `out ${(sizes.zst / MiB).toFixed(1)} MiB`,
-    );
-    console.log(
-      `  unpack                       ${unpack.seconds.toFixed(3)} s  rss ${
-        mb(unpack.maxRssKb)
-      }  identical ${same}`,
-    );
-    console.log(
-      `  zstd -d dense populated      ${zDecode.seconds.toFixed(3)} s  ratio ${
-        r3.toFixed(2)
-      }× (target ≥ 0.5)  ${verdict(r3 >= 0.5)}`,
-    );
+    line("unpack", unpack, `rss ${mb(unpack.maxRssKb)}, identical to the source: ${same}`);
+    line("zstd -d dense populated", zDecode, ratio(unpack, zDecode, 0.5));
     console.log(
       `  allocated after unpack       ${(alloc / MiB).toFixed(1)} MiB = ${
         (100 * allocRatio).toFixed(1)
-      } % of populated (target 90–110 %)  ${verdict(Math.abs(allocRatio - 1) <= 0.1)}`,
+      } % ` +
+        `of populated (target 90–110 %): ${verdict(Math.abs(allocRatio - 1) <= 0.1)}`,
     );
     console.log(
-      `  peak RSS pack/unpack         ${mb(pack.maxRssKb)} / ${
+      `  peak RSS pack / unpack       ${mb(pack.maxRssKb)} / ${
         mb(unpack.maxRssKb)
-      } (target ≤ 300 MB)  ${
-        verdict(Math.max(pack.maxRssKb ?? 0, unpack.maxRssKb ?? 0) <= 300 * 1024)
-      }`,
+      } (target ≤ 300 MB): ` +
+        verdict(Math.max(pack.maxRssKb ?? 0, unpack.maxRssKb ?? 0) <= 300 * 1024),
     );
 
     // Worst case for memory: every byte populated and incompressible.
