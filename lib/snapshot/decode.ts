@@ -248,6 +248,9 @@ async function decodeFrames(
     for await (const plain of decompressFrame(frame)) {
       await consume.push(plain);
       progress();
+      // The decompressor fills 1 MiB buffers in slices; once a slice reaches a buffer's end, the
+      // whole buffer has been consumed and can be freed now (see detach).
+      if (plain.byteOffset + plain.length === plain.buffer.byteLength) detach(plain);
     }
   };
   const takeOldest = async () => {
@@ -305,6 +308,10 @@ async function decodeFrames(
   }
 }
 
+/**
+ * Frees a buffer nothing will read again. V8 collects large external buffers lazily, which let
+ * hundreds of MB of consumed output pile up before a GC.
+ */
 function detach(bytes: Uint8Array): void {
   (bytes.buffer as ArrayBuffer & { transfer?: (n: number) => unknown }).transfer?.(0);
 }
