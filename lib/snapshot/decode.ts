@@ -413,7 +413,9 @@ function streamSink(writer: WritableStreamDefaultWriter<Uint8Array>): ImageSink 
   return {
     async write(offset, bytes) {
       await fillTo(offset);
-      await writer.write(bytes.slice());
+      // A copy (new Uint8Array, not .slice(), which is a view on a node Buffer): the writer may
+      // hold the chunk after this returns, and the decoder frees its buffers (see detach).
+      await writer.write(new Uint8Array(bytes));
       position += bytes.length;
     },
     async resize(size, final) {

@@ -111,7 +111,7 @@ class FramePipeline {
     const { frame, buffer } = await this.#inFlight.shift()!;
     if (buffer.byteLength === this.chunkSize) this.#free.push(buffer);
     if (this.#pool.transfers) {
-      const copy = frame.slice();
+      const copy = new Uint8Array(frame);
       release(frame);
       await this.write(copy);
     } else {
