@@ -49,6 +49,7 @@ function digestingSink(sink: ImageSink, digest: Digest): ImageSink {
       position = offset + bytes.length;
       await sink.write(offset, bytes);
     },
+    afterWrites: (fn) => sink.afterWrites(fn),
     async resize(size, final) {
       if (final) digestZeros(digest, size - position);
       await sink.resize(size, final);
@@ -58,7 +59,10 @@ function digestingSink(sink: ImageSink, digest: Digest): ImageSink {
 
 /** Where decoded bytes go. Offsets passed to `write` only ascend. */
 interface ImageSink {
+  /** May return before the bytes are written: keep `bytes` intact until {@link afterWrites}. */
   write(offset: number, bytes: Uint8Array): Promise<void>;
+  /** Runs `fn` once every write issued so far has completed. */
+  afterWrites(fn: () => void): void;
   /** Sets the size: at the end (`final`), and for sparse streams also as soon as it is known. */
   resize(size: number, final: boolean): Promise<void>;
 }
@@ -250,7 +254,9 @@ async function decodeFrames(
       progress();
       // The decompressor fills 1 MiB buffers in slices; once a slice reaches a buffer's end, the
       // whole buffer has been consumed and can be freed now (see detach).
-      if (plain.byteOffset + plain.length === plain.buffer.byteLength) detach(plain);
+      if (plain.byteOffset + plain.length === plain.buffer.byteLength) {
+        consume.afterWrites(() => detach(plain));
+      }
     }
   };
   const takeOldest = async () => {
@@ -266,8 +272,8 @@ async function decodeFrames(
     } else {
       await consume.push(plain);
       progress();
-      // Nothing downstream keeps either; detach them so memory is freed now (see encode.ts).
-      detach(plain);
+      // Nothing downstream keeps either once written; free them now (see detach).
+      consume.afterWrites(() => detach(plain!));
     }
     detach(frame);
   };
@@ -328,6 +334,8 @@ function concat(parts: Uint8Array[], size: number): Uint8Array {
 
 interface Consumer {
   push(plain: Uint8Array): Promise<void>;
+  /** Runs `fn` once the data of every chunk pushed so far is written. */
+  afterWrites(fn: () => void): void;
   finish(): Promise<void>;
 }
 
@@ -345,6 +353,7 @@ function sparseConsumer(sink: ImageSink, stats: UnpackStats): Consumer {
         }
       }
     },
+    afterWrites: (fn) => sink.afterWrites(fn),
     async finish() {
       parser.finish();
       await sink.resize(parser.size, true);
@@ -370,6 +379,7 @@ function plainConsumer(sink: ImageSink, stats: UnpackStats, skipZeroBlocks: bool
         pos += n;
       }
     },
+    afterWrites: (fn) => sink.afterWrites(fn),
     async finish() {
       await sink.resize(stats.logicalSize, true);
     },
@@ -387,13 +397,26 @@ function isZero(bytes: Uint8Array): boolean {
 /** A file sink: holes stay unwritten, the size is set by truncation. */
 function fileSink(file: Deno.FsFile): ImageSink {
   let position = 0;
+  // One write in flight while the caller decompresses the next chunk (the two overlap on two
+  // cores); a failed write surfaces at the next call.
+  let pending: Promise<void> = Promise.resolve();
+  const writeAt = async (offset: number, bytes: Uint8Array) => {
+    if (offset !== position) await file.seek(offset, Deno.SeekMode.Start);
+    for (let pos = 0; pos < bytes.length;) pos += await file.write(bytes.subarray(pos));
+    position = offset + bytes.length;
+  };
   return {
     async write(offset, bytes) {
-      if (offset !== position) await file.seek(offset, Deno.SeekMode.Start);
-      for (let pos = 0; pos < bytes.length;) pos += await file.write(bytes.subarray(pos));
-      position = offset + bytes.length;
+      await pending;
+      pending = writeAt(offset, bytes);
+      pending.catch(() => {});
+    },
+    afterWrites(fn) {
+      pending = pending.then(fn);
+      pending.catch(() => {});
     },
     async resize(size) {
+      await pending;
       await file.truncate(size);
     },
   };
@@ -418,6 +441,7 @@ function streamSink(writer: WritableStreamDefaultWriter<Uint8Array>): ImageSink 
       await writer.write(new Uint8Array(bytes));
       position += bytes.length;
     },
+    afterWrites: (fn) => fn(),
     async resize(size, final) {
       if (final) await fillTo(size);
     },
