@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { basename, dirname, join } from "node:path";
 import { type Command, expectPositionals, parseFlags, UsageError } from "../cli/command.ts";
 import { formatBytes, progress } from "../cli/progress.ts";
 import { packSparseFile, packStream } from "./encode.ts";
@@ -36,10 +37,24 @@ function workerCount(flag: string | undefined): number | undefined {
   return n;
 }
 
-async function outputStream(path: string): Promise<WritableStream<Uint8Array>> {
-  if (path === "-") return Deno.stdout.writable;
-  const file = await Deno.open(path, { write: true, create: true, truncate: true });
-  return file.writable;
+/**
+ * Where pack writes: stdout, or a temporary file beside `path` that `commit` renames into place
+ * (a failed pack leaves nothing behind; `abandon` removes it).
+ */
+async function packOutput(path: string) {
+  if (path === "-") {
+    return { stream: Deno.stdout.writable, commit: async () => {}, abandon: async () => {} };
+  }
+  const temp = join(
+    dirname(path),
+    `.${basename(path)}.partial-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`,
+  );
+  const file = await Deno.open(temp, { write: true, createNew: true });
+  return {
+    stream: file.writable,
+    commit: () => Deno.rename(temp, path),
+    abandon: () => Deno.remove(temp).catch(() => {}),
+  };
 }
 
 export const packCommand: Command = {
@@ -66,10 +81,17 @@ Options:
     const workers = workerCount(values.workers);
     const bar = progress("pack", !!values.progress);
     const onProgress = (s: { dataBytes: number }) => bar.update(s.dataBytes);
-    const out = await outputStream(dst);
-    const stats = src === "-"
-      ? await packStream(Deno.stdin.readable, out, { workers, onProgress })
-      : await packSparseFile(src, out, { workers, onProgress });
+    const out = await packOutput(dst);
+    let stats;
+    try {
+      stats = src === "-"
+        ? await packStream(Deno.stdin.readable, out.stream, { workers, onProgress })
+        : await packSparseFile(src, out.stream, { workers, onProgress });
+      await out.commit();
+    } catch (e) {
+      await out.abandon();
+      throw e;
+    }
     bar.done(stats.dataBytes);
     if (values.progress) {
       console.error(
