@@ -364,3 +364,16 @@ Deno.test("a rejected input leaves an existing destination untouched", async () 
     assertEquals((await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name), ["out"]);
   });
 });
+
+Deno.test("accepts zero-length extents, as upstream's reader does", async () => {
+  await withDir(async (dir) => {
+    const data = new Uint8Array(4).fill(7);
+    const input = craft(2, [16, 0, 0, 4, 0, 4, 4, data, 16, 0, -1]);
+    const stats = await unpackToFile(streamOf(input), `${dir}/out`);
+    assertEquals(stats.logicalSize, 16);
+    assertEquals(
+      Array.from(await Deno.readFile(`${dir}/out`)),
+      [0, 0, 0, 0, 7, 7, 7, 7, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
+  });
+});
