@@ -6,7 +6,9 @@
  */
 import type { Command } from "./command.ts";
 import { versionCommand } from "./version.ts";
+import { serveCommand } from "../api/serve_command.ts";
 
 export const COMMANDS: Command[] = [
+  serveCommand,
   versionCommand,
 ];
