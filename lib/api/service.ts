@@ -69,6 +69,7 @@ export function createAteomService(options: AteomServiceOptions): AteomService {
     try {
       const req = validate();
       log = log.with({ actor: actorDirName(req.actor) });
+      log.debug("RPC queued", { ahead: queue.pending });
       return await queue.run(async () => {
         const refusal = admit(state, rpc, req.actor);
         if (refusal) throw refusal;
