@@ -3,8 +3,8 @@
  * cleartext on `<base>/ateoms/<podUID>/ateom.sock`. {@link startServer} creates the worker
  * directory (0700), replaces a stale socket (refusing when another server still answers on it),
  * listens with the socket at 0600, and returns a handle whose `close` shuts down gracefully:
- * stop accepting, GOAWAY to every connection, let the in-flight RPC finish within the grace
- * period and abort it after, then remove the socket.
+ * unlink the socket (no new connections), GOAWAY on every connection (no new streams), let the
+ * in-flight RPC finish within the grace period and abort it after, then close the connections.
  *
  * @module
  */
@@ -95,6 +95,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   const server = http2.createServer({}, handler as never);
   const sessions = new Set<http2.ServerHttp2Session>();
+  const streams = new Set<http2.ServerHttp2Stream>();
+  server.on("stream", (st: http2.ServerHttp2Stream) => {
+    streams.add(st);
+    st.on("close", () => streams.delete(st));
+  });
   server.on("session", (s: http2.ServerHttp2Session) => {
     sessions.add(s);
     s.on("close", () => sessions.delete(s));
@@ -108,31 +113,47 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const close = () =>
     closing ??= (async () => {
       log.info("Shutting down: no longer accepting RPCs", { in_flight: service.pending() });
-      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const s of sessions) goaway(s);
+      // Unlinking the socket stops new connections; GOAWAY stops new streams on open ones.
+      // server.close() and session.close() come last: under Deno they reset streams still
+      // sending their response.
+      await Deno.remove(socketPath).catch(() => {});
+      server.on("session", goaway);
+      sessions.forEach(goaway);
       const grace = options.shutdownGraceMs ?? 10_000;
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const expired = new Promise<"expired">((r) => timer = setTimeout(() => r("expired"), grace));
-      if (await Promise.race([service.idle(), expired]) === "expired") {
+      if (await settledWithin(service.idle(), grace) === "expired") {
         log.warn("Aborting the in-flight RPC: shutdown grace period over", { grace_ms: grace });
         shutdown.abort(new ConnectError("the worker is shutting down", Code.Unavailable));
         await service.idle();
       }
-      clearTimeout(timer);
+      await settledWithin(Promise.all([...streams].map(streamClosed)), STREAM_DRAIN_MS);
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sessions) s.destroy();
       await stopped;
-      await Deno.remove(socketPath).catch(() => {});
       log.info("Shut down", { socket: socketPath });
     })();
 
   return { socketPath, worker, state: service.state, close };
 }
 
+/** How long a finished RPC gets to flush its response before connections are cut. */
+const STREAM_DRAIN_MS = 2_000;
+
 function goaway(session: http2.ServerHttp2Session): void {
+  if (!session.closed && !session.destroyed) session.goaway(http2.constants.NGHTTP2_NO_ERROR);
+}
+
+function streamClosed(stream: http2.ServerHttp2Stream): Promise<void> {
+  return stream.closed ? Promise.resolve() : new Promise((r) => stream.once("close", () => r()));
+}
+
+/** Resolves "done" when `p` settles within `ms`, else "expired". */
+async function settledWithin(p: Promise<unknown>, ms: number): Promise<"done" | "expired"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<"expired">((r) => timer = setTimeout(() => r("expired"), ms));
   try {
-    session.close();
-  } catch {
-    session.destroy();
+    return await Promise.race([p.then(() => "done" as const, () => "done" as const), expired]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
