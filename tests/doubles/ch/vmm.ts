@@ -552,19 +552,25 @@ export class Vmm {
     memory.loadFrom(memoryPath, mode === "OnDemand" ? statePages : undefined);
     const guestState = memory.readGuestState(info.guest_state_sha256 as string);
     if (typeof guestState === "string") return err(500, top, "Cannot restore VM", guestState);
-    for (const d of (info.disks as { id: string; path: string; sha256: string }[]) ?? []) {
+    // Writable disks are checked at the path config.json names now (it may have been repointed).
+    const configDisks = (config.disks as Json[] | undefined) ?? [];
+    for (const d of (info.disks as { id: string; sha256: string }[]) ?? []) {
+      const path = configDisks.find((c) => c.id === d.id)?.path as string | undefined;
+      if (!path) {
+        return err(500, top, "Cannot restore VM", `disk ${d.id} is missing from config.json`);
+      }
       let digest: string;
       try {
-        digest = diskDigest(d.path);
+        digest = diskDigest(path);
       } catch (e) {
-        return err(500, top, "Cannot restore VM", `disk ${d.path}: ${(e as Error).message}`);
+        return err(500, top, "Cannot restore VM", `disk ${path}: ${(e as Error).message}`);
       }
       if (digest !== d.sha256) {
         return err(
           500,
           top,
           "Cannot restore VM",
-          `disk ${d.path} (${d.id}) differs from its content at snapshot time`,
+          `disk ${path} (${d.id}) differs from its content at snapshot time`,
         );
       }
     }
