@@ -80,7 +80,9 @@ async function main(): Promise<void> {
   const fail = new Set((Deno.env.get("CH_DOUBLE_FAIL") ?? "").split(",").filter((s) => s));
   if (fail.has("no-api")) {
     log("injected failure: not listening (CH_DOUBLE_FAIL=no-api)");
-    await new Promise(() => {});
+    // Stay alive (a pending timer keeps Deno's event loop running) until killed.
+    setInterval(() => {}, 1 << 30);
+    return;
   }
   const vmm = new Vmm({
     version: major,
