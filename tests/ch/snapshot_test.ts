@@ -5,6 +5,7 @@
  * need a merge, v53+ snapshots refused until the background fill completes).
  */
 import { assert, assertEquals, assertMatch, assertRejects } from "../assert.ts";
+import { ChTransportError } from "../../lib/ch/client.ts";
 import { rewriteSnapshotConfig, snapshotNetDevices } from "../../lib/ch/snapshot_config.ts";
 import { extents } from "../../lib/sparse/extents.ts";
 import type { VmConfig } from "../../lib/ch/types.ts";
@@ -159,15 +160,18 @@ Deno.test("ch snapshot: restore refuses a changed writable disk and incomplete m
     // Zeros written over a hole are the same content.
     await Deno.writeFile(rootfs, original);
 
-    const memory = await Deno.readFile(`${snap}/memory-ranges`);
-    await Deno.writeFile(`${snap}/memory-ranges`, memory.subarray(0, 32 << 20));
+    const ranges = `${snap}/memory-ranges`;
+    await Deno.rename(ranges, `${ranges}.orig`);
+    await Deno.copyFile(`${ranges}.orig`, ranges);
+    await Deno.truncate(ranges, 32 << 20);
     await assertRejects(
       () => restore(ctx, "snap", "Copy"),
       /memory-ranges is 33554432 bytes, expected 67108864 \(truncated image\)/,
     );
-    await Deno.writeFile(`${snap}/memory-ranges`, new Uint8Array(64 << 20));
+    await Deno.truncate(ranges, 0);
+    await Deno.truncate(ranges, 64 << 20);
     await assertRejects(() => restore(ctx, "snap", "Copy"), /memory image has no boot header page/);
-    await Deno.writeFile(`${snap}/memory-ranges`, memory);
+    await Deno.rename(`${ranges}.orig`, ranges);
 
     // Repointed paths are reopened verbatim: a rootfs moved elsewhere restores once repointed.
     await Deno.mkdir(`${ctx.dir}/actor2`);
@@ -263,5 +267,19 @@ Deno.test("ch snapshot: an injected snapshot failure leaves a partial dir and fi
       () => ok.client.snapshot(`${ctx.dir}/snap`),
       /Cannot send VM snapshot: Error creating VM config.json snapshot file: .*exists/i,
     );
+  });
+});
+
+Deno.test("ch snapshot: an OnDemand VMM whose restore source vanished dies like a faulting VMM", async () => {
+  await withAssets(async (ctx) => {
+    const env = { CH_DOUBLE_VERSION: "52" };
+    const first = await bootAndSnapshot(ctx, env, "base");
+    await first.client.shutdownVmm();
+    const second = await restore(ctx, "base", "OnDemand", env);
+    await Deno.rename(`${ctx.dir}/base`, `${ctx.dir}/moved`);
+    await Deno.mkdir(`${ctx.dir}/next`);
+    const e = await assertRejects(() => second.client.snapshot(`${ctx.dir}/next`));
+    assert(e instanceof ChTransportError && e.reason === "closed", e.message);
+    assertEquals((await second.exited).code, 1);
   });
 });

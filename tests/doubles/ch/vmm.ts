@@ -379,6 +379,14 @@ export class Vmm {
       return err(500, top, "VM is not running");
     }
     const restore = this.#restore;
+    // OnDemand: the VMM still reads the restore source; it must be where it was.
+    if (restore?.mode === "OnDemand" && (restore.fillPending || this.#deltaOnly())) {
+      const gone = await this.#sourceGone(restore);
+      if (gone) {
+        this.options.log(`fatal: on-demand restore source ${gone}; a real VMM would fault`);
+        return { exit: 1, silent: true };
+      }
+    }
     if (restore?.fillPending) {
       if (--restore.refusalsLeft <= 0) this.#completeFill();
       return err(500, top, "VM on-demand memory restore is still in progress");
@@ -449,6 +457,16 @@ export class Vmm {
   /** v52 after an OnDemand restore: snapshots hold only pages touched since the restore. */
   #deltaOnly(): boolean {
     return this.#restore?.mode === "OnDemand" && this.options.version <= 52;
+  }
+
+  /** Why the OnDemand source cannot be read any more, or undefined while it is in place. */
+  async #sourceGone(restore: RestoreInfo): Promise<string | undefined> {
+    const stat = await Deno.stat(restore.memoryPath).catch(() => undefined);
+    if (!stat) return `${restore.memoryPath} was removed while the VM demand-pages from it`;
+    if (stat.size !== this.#memory!.size) {
+      return `${restore.memoryPath} changed size while the VM demand-pages from it`;
+    }
+    return undefined;
   }
 
   #completeFill(): void {
