@@ -181,9 +181,13 @@ export class TtrpcServer {
         timer = setTimeout(
           () =>
             controller.abort(
-              new TtrpcError(Code.DEADLINE_EXCEEDED, `deadline of ${timeoutMs} ms exceeded`, {
-                call,
-              }),
+              new TtrpcError(
+                Code.DEADLINE_EXCEEDED,
+                `deadline of ${Math.ceil(timeoutMs!)} ms exceeded`,
+                {
+                  call,
+                },
+              ),
             ),
           timeoutMs,
         );
