@@ -28,6 +28,9 @@ import type { TtrpcConn } from "./client.ts";
 
 export type { TtrpcConn } from "./client.ts";
 
+/** setTimeout's largest delay; longer ones fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** What a handler learns about its call besides the payload. */
 export interface TtrpcHandlerContext {
   /** Aborted at the request's deadline or when the connection ends. */
@@ -176,21 +179,20 @@ export class TtrpcServer {
       running.set(streamId, controller);
       let timer: ReturnType<typeof setTimeout> | undefined;
       let timeoutMs: number | undefined;
-      if (request.timeoutNano > 0n) {
-        timeoutMs = Number(request.timeoutNano) / 1e6;
-        timer = setTimeout(
-          () =>
-            controller.abort(
-              new TtrpcError(
-                Code.DEADLINE_EXCEEDED,
-                `deadline of ${Math.ceil(timeoutMs!)} ms exceeded`,
-                {
-                  call,
-                },
-              ),
+      if (request.timeoutNano !== 0n) {
+        // Go clients send the time left, which is negative when the deadline already passed.
+        timeoutMs = Math.max(0, Number(request.timeoutNano) / 1e6);
+        const expire = () =>
+          controller.abort(
+            new TtrpcError(
+              Code.DEADLINE_EXCEEDED,
+              `deadline of ${Math.ceil(timeoutMs!)} ms exceeded`,
+              { call },
             ),
-          timeoutMs,
-        );
+          );
+        if (timeoutMs === 0) expire();
+        // Longer than a timer can wait (~24.8 days): no different from no deadline here.
+        else if (timeoutMs <= MAX_TIMER_MS) timer = setTimeout(expire, timeoutMs);
       }
       const ctx: TtrpcHandlerContext = {
         signal: controller.signal,
