@@ -93,6 +93,8 @@ async function attemptOnce(
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return { retry: "socket file does not exist yet" };
     if (e instanceof Deno.errors.ConnectionRefused) return { retry: "connection refused" };
+    // A full accept backlog on a non-blocking unix connect (EAGAIN): the VMM is busy.
+    if (e instanceof Deno.errors.WouldBlock) return { retry: "accept backlog full" };
     throw new HybridVsockDialError(`${what}: connect failed: ${(e as Error).message}`, {
       cause: e,
     });

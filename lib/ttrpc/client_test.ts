@@ -269,6 +269,7 @@ Deno.test("error statuses map to TtrpcError with code and message", async () => 
   });
   server.register("test.Fail", "Plain", () => Promise.reject(new Error("disk on fire")));
   server.register("test.Fail", "NotBytes", () => Promise.resolve("text" as unknown as Uint8Array));
+  server.register("test.Fail", "BadCode", () => Promise.reject(new TtrpcError(NaN, "x")));
   await withPair(server, async (client) => {
     const notFound = await assertRejects(
       () => client.call("test.Fail", "NotFound", new Uint8Array(0)),
@@ -284,6 +285,10 @@ Deno.test("error statuses map to TtrpcError with code and message", async () => 
       client.call("test.Fail", "NotBytes", new Uint8Array(0))
     );
     assertEquals((notBytes as TtrpcError).code, Code.INTERNAL);
+    await assertRejects(
+      () => client.call("test.Fail", "BadCode", new Uint8Array(0)),
+      "INTERNAL: encoding the response failed: RangeError: ttrpc: status code NaN is not an int32",
+    );
     const method = await assertRejects(() => client.call("test.Fail", "Nope", new Uint8Array(0)));
     assertEquals([(method as TtrpcError).code, (method as TtrpcError).rpcMessage], [
       Code.UNIMPLEMENTED,
