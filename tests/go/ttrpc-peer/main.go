@@ -5,6 +5,8 @@
 //	ttrpc-peer golden            print Go's encodings of fixed Request/Response values (hex)
 //	ttrpc-peer serve SOCKET      serve service ateom.test.Peer on SOCKET until stdin closes
 //	ttrpc-peer call SOCKET       run the client script against SOCKET, one JSON line per step
+//	ttrpc-peer bench SOCKET CALLS CONCURRENCY SIZE
+//	                             time CALLS Echo calls of SIZE bytes; print nanoseconds
 package main
 
 import (
@@ -55,6 +57,9 @@ func main() {
 	case "call":
 		need(3)
 		call(os.Args[2])
+	case "bench":
+		need(6)
+		bench(os.Args[2], atoi(os.Args[3]), atoi(os.Args[4]), atoi(os.Args[5]))
 	default:
 		fatal("unknown mode " + os.Args[1])
 	}
@@ -267,4 +272,43 @@ func call(socket string) {
 
 	data, st = invoke(bg, "Echo", []byte("still alive"))
 	emit(step{Step: "after", Code: uint32(st.Code()), Data: string(data)})
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		fatal(err.Error())
+	}
+	return n
+}
+
+func bench(socket string, calls, concurrency, size int) {
+	conn, err := net.Dial("unix", socket)
+	if err != nil {
+		fatal(err.Error())
+	}
+	client := ttrpc.NewClient(conn)
+	defer client.Close()
+	payload := &Blob{Data: pattern(size)}
+	next := make(chan struct{}, calls)
+	for i := 0; i < calls; i++ {
+		next <- struct{}{}
+	}
+	close(next)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range next {
+				var resp Blob
+				if err := client.Call(context.Background(), service, "Echo", payload, &resp); err != nil {
+					fatal(err.Error())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	fmt.Println(time.Since(start).Nanoseconds())
 }
