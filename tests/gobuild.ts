@@ -42,7 +42,17 @@ export async function buildGoPeer(name: string): Promise<string> {
   } finally {
     await Deno.remove(temporary).catch(() => {});
   }
+  await removeStaleBuilds(name, binary);
   return binary;
+}
+
+/** Removes binaries of earlier sources of `name` (other processes' temporaries are kept). */
+async function removeStaleBuilds(name: string, current: string): Promise<void> {
+  const stale = new RegExp(`^${name}-[0-9a-f]{16}$`);
+  for await (const entry of Deno.readDir(BUILD_DIR)) {
+    const path = `${BUILD_DIR}/${entry.name}`;
+    if (stale.test(entry.name) && path !== current) await Deno.remove(path).catch(() => {});
+  }
 }
 
 async function sourceHash(dir: string, goVersion: string): Promise<string> {
