@@ -312,8 +312,9 @@ export class AgentGuest implements Guest {
 
   // ---- In-process hooks for tests ----
 
-  /** Advances every running counter by `n` counts (as the debug console's `tick n`). */
+  /** Advances every running counter by `n` counts (as the debug console's `tick n`); not while paused. */
   tick(n = 1): void {
+    if (this.#paused) return;
     for (const c of this.#state.containers) {
       if (c.status !== "running" || c.workload.kind !== "counter") continue;
       for (let i = 0; i < n; i++) this.#write(c, "stdout", `count ${++c.count}\n`);
