@@ -64,10 +64,21 @@ function readSized(
 
 const ERANGE = 34;
 
+const listBuf = new Uint8Array(64 * 1024);
+
 /** The xattr names of `path` (the link itself for a symlink), in the filesystem's order. */
 export function listXattrs(path: string): string[] {
   const p = cString(path);
-  const raw = readSized("llistxattr", path, (buf, n) => xattrLib().llistxattr(p, buf, BigInt(n)));
+  // One call in the common case (the list fits the shared buffer); the sized loop otherwise.
+  const n = Number(xattrLib().llistxattr(p, listBuf, BigInt(listBuf.length)));
+  const raw = n >= 0
+    ? listBuf.subarray(0, n)
+    : lastErrno() === ERANGE
+    ? readSized("llistxattr", path, (buf, len) => xattrLib().llistxattr(p, buf, BigInt(len)))
+    : (() => {
+      throw new SyscallError("llistxattr", lastErrno(), path);
+    })();
+  if (raw.length === 0) return [];
   return decoder.decode(raw).split("\0").filter((name) => name.length > 0);
 }
 

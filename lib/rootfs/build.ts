@@ -5,6 +5,9 @@
  * Contract of {@link buildImage}:
  *   - The image bytes are a function of the tree's contents (see lib/rootfs/tree.ts), the guest
  *     resolv.conf bytes and the e2fsprogs version: same inputs, same sha256, on any machine.
+ *     The UUID, hash seed and fixed time come from the metadata (everything but file bytes), so
+ *     mkfs starts while the file bytes are still being hashed; the full key (metadata and bytes)
+ *     tags the finished image.
  *   - The image is built into a fresh temp file in the destination directory, fixed up with
  *     debugfs, optionally checked with `e2fsck -fn`, tagged with its key (xattr
  *     {@link KEY_XATTR}) and renamed into place: `out` is either the old file or a complete image.
@@ -32,7 +35,7 @@ import {
   timesScript,
   toolEnv,
 } from "./ext4.ts";
-import { hashTree, scanTree, type Tree } from "./tree.ts";
+import { hashTree, metadataHash, scanTree, type Tree } from "./tree.ts";
 
 /** xattr on a finished image: `<key> <size> <mtime ms>` of the build that wrote it. */
 export const KEY_XATTR = "user.ateom.rootfs-key";
@@ -50,7 +53,7 @@ export interface Tools {
 
 /** Where a build is. `done`/`total` are bytes (scan: entries). */
 export interface BuildProgress {
-  phase: "scan" | "hash" | "mkfs" | "fixup" | "verify";
+  phase: "scan" | "mkfs" | "fixup" | "verify";
   done: number;
   total: number;
 }
@@ -79,10 +82,12 @@ export interface BuildResult {
 
 interface Prepared {
   tree: Tree;
-  treeHash: string;
-  key: string;
+  /** Key of everything but file bytes: fixes UUID, hash seed and fake time. */
+  layoutKey: string;
   geometry: Geometry;
   resolvConf?: ResolvConf;
+  /** The full key, once the file bytes are hashed (started by prepare, shared by joiners). */
+  full: Promise<{ treeHash: string; key: string }>;
 }
 
 interface InFlight<T> {
@@ -150,12 +155,7 @@ function mkfsVersion(mkfs: string): Promise<string> {
 async function prepare(src: string, opts: BuildOptions, emit: (p: BuildProgress) => void) {
   emit({ phase: "scan", done: 0, total: 0 });
   const tree = await scanTree(src);
-  emit({ phase: "hash", done: 0, total: tree.contentBytes });
-  let hashed = 0;
-  const treeHash = await hashTree(tree, (n) => {
-    hashed += n;
-    emit({ phase: "hash", done: hashed, total: tree.contentBytes });
-  });
+  emit({ phase: "scan", done: tree.entries.length, total: tree.entries.length });
   let resolvConf: ResolvConf | undefined;
   if (opts.resolvConf !== undefined) {
     try {
@@ -164,11 +164,20 @@ async function prepare(src: string, opts: BuildOptions, emit: (p: BuildProgress)
       throw new Error(`cannot read guest resolv.conf ${opts.resolvConf}: ${(e as Error).message}`);
     }
   }
-  const key = createHash("sha256")
-    .update(`${RECIPE}\n${treeHash}\n${await mkfsVersion(toolsOf(opts).mkfs)}\n`)
-    .update(resolvConf ? createHash("sha256").update(resolvConf.bytes).digest("hex") : "-")
-    .digest("hex");
-  return { tree, treeHash, key, geometry: geometryOf(tree), resolvConf };
+  const version = await mkfsVersion(toolsOf(opts).mkfs);
+  const resolvHash = resolvConf ? createHash("sha256").update(resolvConf.bytes).digest("hex") : "-";
+  const keyOf = (label: string, treeDigest: string) =>
+    createHash("sha256").update(`${RECIPE}\n${label}\n${version}\n${treeDigest}\n${resolvHash}\n`)
+      .digest("hex");
+  const full = hashTree(tree).then((treeHash) => ({ treeHash, key: keyOf("full", treeHash) }));
+  full.catch(() => {}); // awaited by every caller that needs it; not an unhandled rejection
+  return {
+    tree,
+    layoutKey: keyOf("layout", metadataHash(tree)),
+    geometry: geometryOf(tree),
+    resolvConf,
+    full,
+  };
 }
 
 /** The key recorded on `image`, if it is a finished image not written since its build. */
@@ -228,7 +237,7 @@ async function runBuild(
     }
 
     const root = prep.tree.entries[0];
-    const { uuid, hashSeed } = idsOf(prep.key);
+    const { uuid, hashSeed } = idsOf(prep.layoutKey);
     const args = mkfsArgs({
       src,
       image: tmp,
@@ -278,17 +287,15 @@ async function runBuild(
       emit({ phase: "verify", done: 1, total: 1 });
     }
 
+    const { treeHash, key } = await prep.full;
     const info = await Deno.stat(tmp);
-    const tag = `${prep.key} ${info.size} ${info.mtime?.getTime()}`;
-    setXattr(tmp, KEY_XATTR, new TextEncoder().encode(tag));
+    setXattr(
+      tmp,
+      KEY_XATTR,
+      new TextEncoder().encode(`${key} ${info.size} ${info.mtime?.getTime()}`),
+    );
     await Deno.rename(tmp, out);
-    return {
-      image: out,
-      key: prep.key,
-      treeHash: prep.treeHash,
-      geometry: prep.geometry,
-      outcome: "built",
-    };
+    return { image: out, key, treeHash, geometry: prep.geometry, outcome: "built" };
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
     throw e;
@@ -338,6 +345,22 @@ function track<T>(
   return { entry, started: true };
 }
 
+/** `promise`, or the signal's reason as soon as `signal` aborts (the promise goes on). */
+async function waitFor<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return await promise;
+  signal.throwIfAborted();
+  let onAbort!: () => void;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([promise, aborted]);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
 async function wait<T>(
   entry: InFlight<T>,
   signal: AbortSignal | undefined,
@@ -345,18 +368,7 @@ async function wait<T>(
 ): Promise<T> {
   if (onProgress) entry.listeners.add(onProgress);
   try {
-    if (!signal) return await entry.promise;
-    signal.throwIfAborted();
-    let onAbort!: () => void;
-    const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(signal.reason);
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
-    try {
-      return await Promise.race([entry.promise, aborted]);
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-    }
+    return await waitFor(entry.promise, signal);
   } finally {
     if (onProgress) entry.listeners.delete(onProgress);
   }
@@ -378,23 +390,26 @@ export async function buildImage(
   const prepKey = `${source}\0${opts.resolvConf ?? ""}\0${tools.mkfs}`;
   const prepared = track(preparing, prepKey, (emit) => prepare(source, opts, emit));
   const prep = await wait(prepared.entry, opts.signal, opts.onProgress);
+  const fullKey = async () => (await waitFor(prep.full, opts.signal)).key;
 
-  const buildKey = `${output}\0${prep.key}`;
-  const inFlight = building.get(buildKey);
-  if (!inFlight && (await recordedKey(output)) === prep.key) {
-    return {
-      image: output,
-      key: prep.key,
-      treeHash: prep.treeHash,
-      geometry: prep.geometry,
-      outcome: "existing",
-    };
+  for (let attempt = 0;; attempt++) {
+    const buildKey = `${output}\0${prep.layoutKey}`;
+    if (!building.has(buildKey)) {
+      const recorded = await recordedKey(output);
+      if (recorded !== undefined && recorded === await fullKey()) {
+        const { treeHash, key } = await prep.full;
+        return { image: output, key, treeHash, geometry: prep.geometry, outcome: "existing" };
+      }
+    }
+    const build = track(
+      building,
+      buildKey,
+      (emit) => runBuild(source, output, prep, tools, opts.verify ?? false, emit),
+    );
+    const result = await wait(build.entry, opts.signal, opts.onProgress);
+    if (build.started) return result;
+    // A build in flight for the same layout may have been of other file bytes: check the key.
+    if (result.key === await fullKey()) return { ...result, outcome: "joined" };
+    if (attempt > 2) throw new Error(`${src} keeps changing while its image is built; retry`);
   }
-  const build = track(
-    building,
-    buildKey,
-    (emit) => runBuild(source, output, prep, tools, opts.verify ?? false, emit),
-  );
-  const result = await wait(build.entry, opts.signal, opts.onProgress);
-  return build.started ? result : { ...result, outcome: "joined" };
 }

@@ -249,3 +249,16 @@ export async function hashTree(
   }
   return hash.digest("hex");
 }
+
+/**
+ * sha256 (hex) of the metadata records alone: names, types, modes, owners, mtimes, sizes, link
+ * targets, devices, hard links and xattrs, without reading file bytes. It fixes everything of
+ * the image's layout that does not depend on file bytes, so the build can start before
+ * {@link hashTree} has read them.
+ */
+export function metadataHash(tree: Tree): string {
+  const hash = createHash("sha256");
+  hash.update("ateom-rootfs-metadata-v1\n");
+  for (const entry of tree.entries) hash.update(entryRecord(entry));
+  return hash.digest("hex");
+}
