@@ -6,7 +6,9 @@
  */
 import type { Command } from "./command.ts";
 import { versionCommand } from "./version.ts";
+import { mkfsCommand } from "../rootfs/command.ts";
 
 export const COMMANDS: Command[] = [
   versionCommand,
+  mkfsCommand,
 ];

@@ -98,6 +98,14 @@ function readXattrs(path: string): [string, Uint8Array][] {
   return names.sort(compareNames).map((name) => [name, getXattr(path, name)]);
 }
 
+/** The reason in a Deno error message, without its "(os error N): op 'path'" tail. */
+export function reasonOf(e: unknown): string {
+  const message = (e as Error)?.message ?? String(e);
+  return message.replace(/ \(os error \d+\).*$/, "").replace(/^[a-z_]+ [^:]*: /, "");
+}
+
+const READ_HINT = "every entry of the bundle must be readable by the worker";
+
 function join(rel: string, name: string): string {
   return rel === "" ? name : `${rel}/${name}`;
 }
@@ -127,7 +135,7 @@ export async function scanTree(root: string): Promise<Tree> {
       info = Deno.lstatSync(abs);
       xattrs = readXattrs(abs);
     } catch (e) {
-      throw new Error(`cannot read ${abs}: ${(e as Error).message}`);
+      throw new Error(`cannot read ${abs}: ${reasonOf(e)}; ${READ_HINT}`);
     }
     nameBytes += encoder.encode(name).length;
     const mtime = Math.floor((info.mtime?.getTime() ?? 0) / 1000);
@@ -160,7 +168,7 @@ export async function scanTree(root: string): Promise<Tree> {
       try {
         for (const child of Deno.readDirSync(abs)) names.push(child.name);
       } catch (e) {
-        throw new Error(`cannot read directory ${abs}: ${(e as Error).message}`);
+        throw new Error(`cannot read directory ${abs}: ${reasonOf(e)}; ${READ_HINT}`);
       }
       names.sort(compareNames);
       for (const child of names) await visit(join(rel, child), child);
@@ -171,9 +179,16 @@ export async function scanTree(root: string): Promise<Tree> {
   try {
     rootInfo = await Deno.stat(root);
   } catch (e) {
-    throw new Error(`source ${root} cannot be read: ${(e as Error).message}`);
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(
+        `source directory ${root} does not exist; pass the bundle's rootfs directory`,
+      );
+    }
+    throw new Error(`cannot read source directory ${root}: ${reasonOf(e)}; ${READ_HINT}`);
   }
-  if (!rootInfo.isDirectory) throw new Error(`source ${root} is not a directory`);
+  if (!rootInfo.isDirectory) {
+    throw new Error(`source ${root} is not a directory; pass the bundle's rootfs directory`);
+  }
   await visit("", "");
   return { root, entries, contentBytes, contentBlocksBytes, nameBytes, maxMtime };
 }
@@ -206,7 +221,7 @@ function hashFile(hash: Hash, abs: string, size: number, buf: Uint8Array): numbe
   try {
     file = Deno.openSync(abs, { read: true });
   } catch (e) {
-    throw new Error(`cannot read ${abs}: ${(e as Error).message}`);
+    throw new Error(`cannot read ${abs}: ${reasonOf(e)}; ${READ_HINT}`);
   }
   using _ = file;
   let total = 0;
