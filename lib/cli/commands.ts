@@ -7,8 +7,10 @@
 import type { Command } from "./command.ts";
 import { versionCommand } from "./version.ts";
 import { serveCommand } from "../api/serve_command.ts";
+import { mkfsCommand } from "../rootfs/command.ts";
 
 export const COMMANDS: Command[] = [
   serveCommand,
   versionCommand,
+  mkfsCommand,
 ];
