@@ -87,7 +87,7 @@ export interface Ethernet {
   dst: string;
   src: string;
   type: number;
-  payload: Bytes;
+  payload: Uint8Array;
 }
 
 export function buildEthernet(f: Ethernet): Bytes {
@@ -148,7 +148,7 @@ export interface Ipv4 {
   src: string;
   dst: string;
   protocol: number;
-  payload: Bytes;
+  payload: Uint8Array;
   ttl?: number;
   id?: number;
 }
@@ -193,7 +193,7 @@ export interface IcmpEcho {
   type: number;
   id: number;
   seq: number;
-  data: Bytes;
+  data: Uint8Array;
 }
 
 export function buildIcmpEcho(e: IcmpEcho): Bytes {

@@ -104,7 +104,7 @@ export class TapGuest {
       };
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new Error(`no ${what} arrived on the tap within ${timeoutMs} ms`));
+        reject(new Error(`${what}: nothing arrived on the tap within ${timeoutMs} ms`));
       }, timeoutMs);
       this.waiters.push(waiter);
     });
