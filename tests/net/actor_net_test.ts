@@ -197,7 +197,7 @@ Deno.test({
     try {
       assertEquals(await ensureInteriorNetns(name, runner), `/run/netns/${name}`);
       assertEquals(runner.invocations.map((i) => i.argv), [["ip", "netns", "add", name]]);
-      assertEquals(linksIn(`/run/netns/${name}`), ["lo"]);
+      assertEquals(await linksIn(`/run/netns/${name}`), ["lo"]);
       await ensureInteriorNetns(name, runner);
       assertEquals(runner.spawned, 1);
     } finally {
@@ -222,7 +222,7 @@ Deno.test({
         "ip netns delete",
         "ip netns add",
       ]);
-      assertEquals(linksIn(`/run/netns/${name}`), ["lo"]);
+      assertEquals(await linksIn(`/run/netns/${name}`), ["lo"]);
     } finally {
       await removeNetns(name, runner).catch(() => Deno.remove(`/run/netns/${name}`));
     }
