@@ -15,7 +15,7 @@ import {
 } from "../../lib/net/actor.ts";
 import { guestNetwork } from "../../lib/net/plan.ts";
 import { type CommandRunner, ProcessRunner } from "../../lib/net/runner.ts";
-import { POD_IP, withFixture } from "./fixture.ts";
+import { denoIn, POD_IP, withFixture } from "./fixture.ts";
 import { cleanState, expectedState, readActorState } from "./state.ts";
 
 const ignore = Deno.uid() !== 0;
@@ -240,5 +240,56 @@ Deno.test({
       fx.track(await setupActorNetwork(fx.env));
       assertEquals((await read(fx.pod)).trim(), "1");
       assertEquals((await read(fx.client)).trim(), "0");
+    }),
+});
+
+Deno.test({
+  name: "net: run from inside the pod netns (no podNetns), setup and cleanup use no -n",
+  ignore,
+  fn: () =>
+    withFixture(async (fx) => {
+      const actor = new URL("../../lib/net/actor.ts", import.meta.url).href;
+      const runner = new URL("../../lib/net/runner.ts", import.meta.url).href;
+      const child = (op: string) =>
+        denoIn(
+          fx,
+          fx.pod,
+          `import * as net from "${actor}";
+           import { ProcessRunner } from "${runner}";
+           const env = { interiorNetns: "${fx.interior}", runner: new ProcessRunner({ record: true }) };
+           if ("${op}" === "setup") {
+             const s = await net.setupActorNetwork(env);
+             net.closeTapFds(s.tapFds);
+             console.log(JSON.stringify({ podIp: s.podIp }));
+           } else {
+             await net.cleanupActorNetwork(env);
+           }
+           console.log(JSON.stringify(env.runner.invocations.map((i) => i.argv.join(" "))));`,
+        );
+      const setup = child("setup");
+      const setupResult = await setup.rest();
+      assertEquals(setupResult.code, 0, setup.stderr);
+      assertEquals(setupResult.stdout.split("\n"), [
+        JSON.stringify({ podIp: POD_IP }),
+        JSON.stringify([
+          "ip -json -batch -",
+          `ip -n ${fx.interior} -batch -`,
+          `tc -n ${fx.interior} -batch -`,
+          "nft -f -",
+        ]),
+      ]);
+      // The child closed its tap fds, so the (non-persistent) tap and its filters are gone.
+      const { taps: _taps, ingress: _ingress, ...rest } = await readActorState(fx);
+      const { taps: _t, ingress: _i, ...expected } = expectedState(POD_IP);
+      assertEquals(rest, { ...expected, interiorLinks: ["eth0", "lo"] });
+
+      const cleanup = child("cleanup");
+      const cleanupResult = await cleanup.rest();
+      assertEquals(cleanupResult.code, 0, cleanup.stderr);
+      assertEquals(
+        cleanupResult.stdout,
+        JSON.stringify(["nft -f -", `ip -n ${fx.interior} -force -batch -`]),
+      );
+      assertEquals(await readActorState(fx), cleanState());
     }),
 });
