@@ -6,7 +6,7 @@
  * Contract:
  * - {@link ensureInteriorNetns} once at startup; {@link setupActorNetwork} per activation;
  *   {@link cleanupActorNetwork} after checkpoint (setup runs the same sweep itself first and a
- *   full cleanup after it fails).
+ *   full cleanup after it fails). Calls must not overlap: the caller serialises activations.
  * - Setup returns the tap fds, one per queue pair. The caller owns them: hand them to
  *   cloud-hypervisor, then close its copies ({@link closeTapFds}). Cleanup deletes the tap link,
  *   which also wakes any reader blocked on a still-open fd.
@@ -50,7 +50,7 @@ import {
   validateNetnsName,
   validateTap,
 } from "./plan.ts";
-import { type CommandRunner, oneLine, runChecked } from "./runner.ts";
+import { type CommandRunner, oneLine, type ProcessRunner, runChecked } from "./runner.ts";
 
 /** Where the actor network lives and how its commands run. */
 export interface ActorNetworkEnv {

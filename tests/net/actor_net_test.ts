@@ -14,6 +14,7 @@ import {
   setupActorNetwork,
 } from "../../lib/net/actor.ts";
 import { guestNetwork } from "../../lib/net/plan.ts";
+import { captureLogger } from "../../lib/log/logger.ts";
 import { type CommandRunner, ProcessRunner } from "../../lib/net/runner.ts";
 import { denoIn, POD_IP, withFixture } from "./fixture.ts";
 import { cleanState, expectedState, readActorState } from "./state.ts";
@@ -91,9 +92,18 @@ Deno.test({
         "extra",
       );
 
-      const setup = fx.track(await setupActorNetwork(fx.env));
+      const logger = captureLogger("WARN");
+      const setup = fx.track(await setupActorNetwork({ ...fx.env, logger }));
       assertEquals(setup.tapFds.length, 1);
       assertEquals(await readActorState(fx), expectedState(POD_IP));
+      assertEquals(logger.records.map((r) => [r.level, r.msg, r.links, r.interiorNetns]), [
+        ["WARN", "swept leftover actor network links", [
+          "eth0",
+          "tap1_kata",
+          "tapstray",
+          "ateom1",
+        ], fx.interior],
+      ]);
       // The pod's own interfaces are untouched.
       assertEquals((await readActorState(fx)).podLinks, ["ateom0", "eth0", "lo"]);
 
