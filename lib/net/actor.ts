@@ -14,7 +14,7 @@
  *   switched into the netns, ip_forward is written the same way, and the tap is opened
  *   in-process (all through lib/ffi: Deno's file API refuses /proc without --allow-all); every
  *   other change goes through batched `ip`, `tc` and `nft` runs. A setup on a clean state spawns
- *   4 processes, a cleanup after it 2 (see {@link ProcessRunner} to count them).
+ *   4 processes, a cleanup after it 2 (runner.ts `ProcessRunner` counts them).
  *
  * @module
  */
@@ -50,7 +50,7 @@ import {
   validateNetnsName,
   validateTap,
 } from "./plan.ts";
-import { type CommandRunner, oneLine, type ProcessRunner, runChecked } from "./runner.ts";
+import { type CommandRunner, oneLine, runChecked } from "./runner.ts";
 
 /** Where the actor network lives and how its commands run. */
 export interface ActorNetworkEnv {
