@@ -1,43 +1,16 @@
 /**
  * Builds and drives tests/go/ateomclient, a grpc-go client (the library atelet uses), so the API
- * tests also see the server the way atelet does. Built in GOPATH mode against Debian's
- * golang-google-grpc-dev sources; the build cache lives in tests/go/.build/.
+ * tests also see the server the way atelet does. Built by tests/gobuild.ts against Debian's
+ * golang-google-grpc-dev and golang-github-golang-protobuf-1-3-dev sources.
  *
  * @module
  */
+import { buildGoPeer } from "../gobuild.ts";
 import { TextLineStream } from "./lines.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
-const BUILD = `${ROOT}tests/go/.build`;
-const BINARY = `${BUILD}/ateomclient`;
-const GOPATH = "/usr/share/gocode";
-
-/** Why the Go client cannot be built here, or undefined when it can. */
-export function goClientUnavailable(): string | undefined {
-  try {
-    Deno.statSync(`${GOPATH}/src/google.golang.org/grpc/reflection/grpc_reflection_v1alpha`);
-  } catch {
-    return `grpc-go sources missing under ${GOPATH}: apt-get install golang-google-grpc-dev golang-github-golang-protobuf-1-3-dev`;
-  }
-  return undefined;
-}
-
-/** Builds the client (incremental through the Go build cache) and returns its path. */
-export async function buildGoClient(): Promise<string> {
-  await Deno.mkdir(BUILD, { recursive: true });
-  const out = await new Deno.Command("go", {
-    args: ["build", "-o", BINARY, "."],
-    cwd: `${ROOT}tests/go/ateomclient`,
-    env: { GOPATH, GO111MODULE: "off", GOCACHE: `${BUILD}/cache`, GOFLAGS: "" },
-    stdout: "inherit",
-    stderr: "piped",
-  }).output();
-  if (!out.success) {
-    throw new Error(
-      `go build of tests/go/ateomclient failed: ${new TextDecoder().decode(out.stderr)}`,
-    );
-  }
-  return BINARY;
+/** Builds (or reuses the cached build of) the client and returns its path. */
+export function buildGoClient(): Promise<string> {
+  return buildGoPeer("ateomclient");
 }
 
 /** One call: unary (`path`) or a reflection query (`reflect`: "list" or a symbol). */

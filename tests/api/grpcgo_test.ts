@@ -7,7 +7,7 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { assertEquals, assertStringIncludes } from "../assert.ts";
 import { CheckpointWorkloadResponseSchema } from "../../proto/gen/ateom/ateom_pb.ts";
-import { buildGoClient, goCallAll, goClientUnavailable } from "./go_client.ts";
+import { buildGoClient, goCallAll } from "./go_client.ts";
 import {
   aborted,
   CHECKPOINT,
@@ -18,12 +18,8 @@ import {
   withServer,
 } from "./harness.ts";
 
-const unavailable = goClientUnavailable();
-if (unavailable) console.warn(`skipping grpc-go tests: ${unavailable}`);
-
 Deno.test({
   name: "api via grpc-go: codes, messages, deadline, response bytes and reflection",
-  ignore: unavailable !== undefined,
   async fn() {
     const binary = await buildGoClient();
     const runtime = new FakeRuntime();
