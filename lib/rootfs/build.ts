@@ -262,7 +262,11 @@ async function runBuild(
     } finally {
       clearInterval(poll);
     }
-    if (r.code !== 0) throw fail("mkfs.ext4", r);
+    if (r.code !== 0) {
+      // An unreadable entry fails mkfs and the hash alike; the hash names it more clearly.
+      const hashError = await prep.full.then(() => undefined, (e: Error) => e);
+      throw hashError ?? fail("mkfs.ext4", r);
+    }
     emit({ phase: "mkfs", done: total, total });
 
     emit({ phase: "fixup", done: 0, total: 2 });
