@@ -32,7 +32,8 @@
  *
  * @module
  */
-import { copyExtents, layoutOf, sparseCopy } from "./copy.ts";
+import { O_RDONLY, O_WRONLY } from "../ffi/libc.ts";
+import { copyExtents, layoutOf, sparseCopy, withFd } from "./copy.ts";
 
 /** Points between merge steps; tests stop a merge at each to simulate a crash. */
 export type MergeStep =
@@ -104,11 +105,12 @@ async function finishFromWork(
           `remove ${work} and retry with the matching base`,
       );
     }
-    {
-      using src = await Deno.open(delta, { read: true });
-      using dst = await Deno.open(work, { write: true });
-      overlaid = await copyExtents(src, dst, extents, () => hooks.afterStep?.("overlay-chunk"));
-    }
+    overlaid = await withFd(delta, O_RDONLY, (src) =>
+      withFd(
+        work,
+        O_WRONLY,
+        (dst) => copyExtents(src, dst, extents, () => hooks.afterStep?.("overlay-chunk")),
+      ));
     await hooks.afterStep?.("overlaid");
     await Deno.remove(delta);
     await hooks.afterStep?.("delta-removed");
@@ -197,12 +199,11 @@ export async function mergeByCopy(base: string, delta: string, out: string): Pro
   await Deno.remove(tmp).catch(() => {});
   try {
     await sparseCopy(base, tmp);
-    let overlaid: number;
-    {
-      using src = await Deno.open(delta, { read: true });
-      using dst = await Deno.open(tmp, { write: true });
-      overlaid = await copyExtents(src, dst, extents);
-    }
+    const overlaid = await withFd(
+      delta,
+      O_RDONLY,
+      (src) => withFd(tmp, O_WRONLY, (dst) => copyExtents(src, dst, extents)),
+    );
     await Deno.rename(tmp, out);
     return overlaid;
   } catch (e) {
