@@ -7,16 +7,19 @@
  * files must have the same size (same guest, same memory layout).
  *
  * {@link mergeDelta} does it in place, in O(delta): it reuses B's blocks instead of copying its
- * working set. Files: B, D and the work file W = `<D>.merging` beside D. Steps, in this order:
+ * working set. Files: B, D, the work file W = `<D>.merging` beside D, and the trash T =
+ * `<B>.merge-trash` beside B. Steps, in this order:
  *
  *   1. rename B → W            (metadata only; EXDEV → the copying merge below)
  *   2. overlay D's data regions onto W (idempotent: redoing it gives the same bytes)
- *   3. unlink D                (from here W is the complete merged image)
+ *   3. rename D → T            (from here W is the complete merged image)
  *   4. rename W → D            (D's name is free, so ext4 does not flush W's dirty pages)
+ *   5. unlink T in the background ({@link MergeResult.cleanup}): freeing the delta's blocks is
+ *      not on the caller's path, and T is outside D's directory, so listing it shows only D.
  *
  * The copying merge (B and D on different filesystems) replaces step 1 with "sparse-copy B → W,
- * then unlink B" (unlinking B only once W holds all of B), so both strategies share the recovery
- * rule and both consume B.
+ * then unlink B" (unlinking B only once W holds all of B) and step 3 with "unlink D", so both
+ * strategies share the recovery rule and both consume B.
  *
  * Recovery rule (run by {@link recoverMerge}, and first thing by {@link mergeDelta}):
  *   - B exists: nothing was started or a copy was interrupted: a leftover W is stale; remove it.
@@ -24,7 +27,7 @@
  *     regions laid over it, which together with D still denotes exactly the merged image; redo
  *     steps 2–4.
  *   - B missing, W exists, D missing: crashed after step 3: W is complete; do step 4.
- *   - otherwise: nothing to recover.
+ *   - otherwise: nothing to recover. In every case a leftover T is removed.
  * So a crash at any point leaves either the old pair (B, D; or W, D in the state above) or the
  * complete merged file, and never a partial file under D's name. Durability across power loss is
  * the caller's: nothing is fsynced (the upload is the durability point). One merge per pair at a
@@ -42,6 +45,7 @@ export type MergeStep =
   | "overlay-chunk"
   | "overlaid"
   | "base-removed"
+  | "delta-moved"
   | "delta-removed"
   | "renamed";
 
@@ -58,11 +62,22 @@ export interface MergeResult {
   overlaidBytes: number;
   /** True when the call finished a merge a crash had interrupted. */
   recovered: boolean;
+  /** Settles when the old delta's blocks are freed (never rejects). */
+  cleanup: Promise<void>;
 }
 
 /** The work file of a merge into `delta`. */
 export function workPathOf(delta: string): string {
   return `${delta}.merging`;
+}
+
+/** Where the in-place merge puts the old delta before unlinking it (beside the base). */
+export function trashPathOf(base: string): string {
+  return `${base}.merge-trash`;
+}
+
+function removeLater(path: string): Promise<void> {
+  return Deno.remove(path).catch(() => {});
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -87,13 +102,17 @@ async function sizeOrThrow(path: string, role: string, context: string): Promise
   }
 }
 
-/** Steps 2–4 on an existing work file; returns the bytes overlaid. */
+/**
+ * Steps 2–4 on an existing work file; `retire` takes the old delta off its name (step 3).
+ * Returns the bytes overlaid.
+ */
 async function finishFromWork(
   work: string,
   delta: string,
   context: string,
   hooks: MergeHooks,
   rename: (from: string, to: string) => Promise<void>,
+  retire: () => Promise<void>,
 ): Promise<number> {
   let overlaid = 0;
   if (await exists(delta)) {
@@ -112,8 +131,7 @@ async function finishFromWork(
         (dst) => copyExtents(src, dst, extents, () => hooks.afterStep?.("overlay-chunk")),
       ));
     await hooks.afterStep?.("overlaid");
-    await Deno.remove(delta);
-    await hooks.afterStep?.("delta-removed");
+    await retire();
   }
   await rename(work, delta);
   await hooks.afterStep?.("renamed");
@@ -130,13 +148,18 @@ export async function recoverMerge(
   hooks: MergeHooks = {},
 ): Promise<boolean> {
   const work = workPathOf(delta);
+  const trash = trashPathOf(base);
+  if (await exists(trash)) await Deno.remove(trash);
   if (!(await exists(work))) return false;
   if (await exists(base)) {
     await Deno.remove(work);
     return false;
   }
   const rename = hooks.rename ?? Deno.rename;
-  await finishFromWork(work, delta, `recover merge into ${delta}`, hooks, rename);
+  await finishFromWork(work, delta, `recover merge into ${delta}`, hooks, rename, async () => {
+    await Deno.remove(delta);
+    await hooks.afterStep?.("delta-removed");
+  });
   return true;
 }
 
@@ -154,7 +177,7 @@ export async function mergeDelta(
   const context = `merge delta ${delta} into base ${base}`;
   const rename = hooks.rename ?? Deno.rename;
   if (await recoverMerge(base, delta, hooks)) {
-    return { strategy: "in-place", overlaidBytes: 0, recovered: true };
+    return { strategy: "in-place", overlaidBytes: 0, recovered: true, cleanup: Promise.resolve() };
   }
   const baseSize = await sizeOrThrow(base, "base", context);
   const deltaSize = await sizeOrThrow(delta, "delta", context);
@@ -165,6 +188,7 @@ export async function mergeDelta(
     );
   }
   const work = workPathOf(delta);
+  const trash = trashPathOf(base);
   let strategy: MergeResult["strategy"] = "in-place";
   try {
     await rename(base, work);
@@ -177,8 +201,19 @@ export async function mergeDelta(
     await Deno.remove(base);
     await hooks.afterStep?.("base-removed");
   }
-  const overlaidBytes = await finishFromWork(work, delta, context, hooks, rename);
-  return { strategy, overlaidBytes, recovered: false };
+  let cleanup = Promise.resolve();
+  const retire = strategy === "in-place"
+    ? async () => {
+      await rename(delta, trash);
+      await hooks.afterStep?.("delta-moved");
+      cleanup = removeLater(trash);
+    }
+    : async () => {
+      await Deno.remove(delta);
+      await hooks.afterStep?.("delta-removed");
+    };
+  const overlaidBytes = await finishFromWork(work, delta, context, hooks, rename, retire);
+  return { strategy, overlaidBytes, recovered: false, cleanup };
 }
 
 /**
