@@ -86,8 +86,11 @@ interface Prepared {
   layoutKey: string;
   geometry: Geometry;
   resolvConf?: ResolvConf;
-  /** The full key, once the file bytes are hashed (started by prepare, shared by joiners). */
-  full: Promise<{ treeHash: string; key: string }>;
+  /**
+   * The full key, once the file bytes are hashed. Hashing starts on the first call (the build
+   * calls it right after spawning mkfs); every later call shares it.
+   */
+  full: () => Promise<{ treeHash: string; key: string }>;
 }
 
 interface InFlight<T> {
@@ -125,13 +128,27 @@ interface RunResult {
   stderr: string;
 }
 
-async function run(program: string, args: string[], env: Record<string, string>) {
-  let out: Deno.CommandOutput;
+async function run(
+  program: string,
+  args: string[],
+  env: Record<string, string>,
+  onSpawn?: () => void,
+): Promise<RunResult> {
+  let child: Deno.ChildProcess;
   try {
-    out = await new Deno.Command(program, { args, env, stdin: "null" }).output();
+    child = new Deno.Command(program, {
+      args,
+      env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    })
+      .spawn();
   } catch (e) {
     throw new Error(`cannot run ${program}: ${(e as Error).message}; install e2fsprogs`);
   }
+  onSpawn?.();
+  const out = await child.output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
@@ -169,8 +186,14 @@ async function prepare(src: string, opts: BuildOptions, emit: (p: BuildProgress)
   const keyOf = (label: string, treeDigest: string) =>
     createHash("sha256").update(`${RECIPE}\n${label}\n${version}\n${treeDigest}\n${resolvHash}\n`)
       .digest("hex");
-  const full = hashTree(tree).then((treeHash) => ({ treeHash, key: keyOf("full", treeHash) }));
-  full.catch(() => {}); // awaited by every caller that needs it; not an unhandled rejection
+  let hashing: Promise<{ treeHash: string; key: string }> | undefined;
+  const full = () => {
+    if (!hashing) {
+      hashing = hashTree(tree).then((treeHash) => ({ treeHash, key: keyOf("full", treeHash) }));
+      hashing.catch(() => {}); // awaited by every caller that needs it
+    }
+    return hashing;
+  };
   return {
     tree,
     layoutKey: keyOf("layout", metadataHash(tree)),
@@ -258,18 +281,21 @@ async function runBuild(
     buildStats.mkfsRuns++;
     let r: RunResult;
     try {
-      r = await run(tools.mkfs, args, env);
+      // Hash the file bytes while mkfs copies them (both read the same, now cached, pages).
+      r = await run(tools.mkfs, args, env, () => void prep.full());
     } finally {
       clearInterval(poll);
     }
     if (r.code !== 0) {
       // An unreadable entry fails mkfs and the hash alike; the hash names it more clearly.
-      const hashError = await prep.full.then(() => undefined, (e: Error) => e);
+      const hashError = await prep.full().then(() => undefined, (e: Error) => e);
       throw hashError ?? fail("mkfs.ext4", r);
     }
     emit({ phase: "mkfs", done: total, total });
 
-    emit({ phase: "fixup", done: 0, total: 2 });
+    emit({ phase: "fixup", done: 0, total: 1 });
+    const dump = await run(tools.dumpe2fs, [tmp], env);
+    if (dump.code !== 0) throw fail("dumpe2fs", dump);
     const fix = fixupScript({
       tree: prep.tree,
       fakeTime: prep.tree.maxMtime,
@@ -277,12 +303,9 @@ async function runBuild(
       resolvConf: prep.resolvConf,
     });
     for (const file of fix.files) await Deno.writeFile(file.name, file.bytes);
-    await debugfsBatch(tools.debugfs, tmp, `${scratch}/fixup.cmd`, fix.script, env, src);
-    const dump = await run(tools.dumpe2fs, [tmp], env);
-    if (dump.code !== 0) throw fail("dumpe2fs", dump);
-    const times = timesScript(parseUsedInodes(dump.stdout), prep.tree.maxMtime);
-    await debugfsBatch(tools.debugfs, tmp, `${scratch}/times.cmd`, times, env, src);
-    emit({ phase: "fixup", done: 2, total: 2 });
+    const script = timesScript(parseUsedInodes(dump.stdout), prep.tree.maxMtime) + fix.script;
+    await debugfsBatch(tools.debugfs, tmp, `${scratch}/fixup.cmd`, script, env, src);
+    emit({ phase: "fixup", done: 1, total: 1 });
 
     if (verify) {
       emit({ phase: "verify", done: 0, total: 1 });
@@ -291,7 +314,7 @@ async function runBuild(
       emit({ phase: "verify", done: 1, total: 1 });
     }
 
-    const { treeHash, key } = await prep.full;
+    const { treeHash, key } = await prep.full();
     const info = await Deno.stat(tmp);
     setXattr(
       tmp,
@@ -394,14 +417,14 @@ export async function buildImage(
   const prepKey = `${source}\0${opts.resolvConf ?? ""}\0${tools.mkfs}`;
   const prepared = track(preparing, prepKey, (emit) => prepare(source, opts, emit));
   const prep = await wait(prepared.entry, opts.signal, opts.onProgress);
-  const fullKey = async () => (await waitFor(prep.full, opts.signal)).key;
+  const fullKey = async () => (await waitFor(prep.full(), opts.signal)).key;
 
   for (let attempt = 0;; attempt++) {
     const buildKey = `${output}\0${prep.layoutKey}`;
     if (!building.has(buildKey)) {
       const recorded = await recordedKey(output);
       if (recorded !== undefined && recorded === await fullKey()) {
-        const { treeHash, key } = await prep.full;
+        const { treeHash, key } = await prep.full();
         return { image: output, key, treeHash, geometry: prep.geometry, outcome: "existing" };
       }
     }

@@ -214,7 +214,7 @@ export function entryRecord(e: TreeEntry): string {
 }
 
 const CHUNK = 4 * 1024 * 1024;
-const YIELD_EVERY_BYTES = 16 * 1024 * 1024;
+const YIELD_EVERY_BYTES = 4 * 1024 * 1024;
 
 function hashFile(hash: Hash, abs: string, size: number, buf: Uint8Array): number {
   let file: Deno.FsFile;
