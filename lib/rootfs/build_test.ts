@@ -67,6 +67,10 @@ Deno.test({
       const root = await debugfsStat(image, "/");
       assertEquals([root.inode, root.mode, root.uid, root.gid], [2, ROOT.perm, ROOT.uid, ROOT.gid]);
       assertEquals(root.mtime, ROOT.mtime);
+      assertEquals(await debugfsXattrs(image, "/"), [
+        'user.root-a (1) = "1"',
+        'user.root-b (1) = "2"',
+      ]);
       const specs = variedTree();
       const byPath = new Map(specs.map((s) => [s.path, s]));
       for (const s of specs) {
@@ -128,6 +132,7 @@ Deno.test({
       const ra = await buildImage(a, `${dir}/a.ext4`);
       const rb = await buildImage(b, `${dir}/elsewhere/b.ext4`);
       assertEquals(rb.key, ra.key);
+      assertEquals((await fsck(`${dir}/a.ext4`)).code, 0);
       assertEquals(await sha256File(`${dir}/elsewhere/b.ext4`), await sha256File(`${dir}/a.ext4`));
 
       // A changed byte, mode or mtime changes the key and the image.
@@ -146,6 +151,7 @@ Deno.test({
         await change();
         const r = await buildImage(b, `${dir}/elsewhere/b.ext4`);
         assertEquals(r.outcome, "built", what);
+        assertEquals((await fsck(`${dir}/elsewhere/b.ext4`)).code, 0, what);
         assert(!keys.has(r.key), `${what} changes the key`);
         keys.add(r.key);
         const sha = await sha256OfData(`${dir}/elsewhere/b.ext4`);
@@ -164,6 +170,7 @@ Deno.test({
       const src = await makeTree(dir, "src", {});
       const image = `${dir}/out.ext4`;
       const first = await buildImage(src, image);
+      assertEquals((await fsck(image)).code, 0);
       assertEquals(await recordedKey(image), first.key);
       const runs = buildStats.mkfsRuns;
       const again = await buildImage(src, image);

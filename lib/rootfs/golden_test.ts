@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "../../tests/assert.ts";
-import { allocatedBytes, MiB, readAll, writeSparse } from "../sparse/testdata.ts";
+import { allocatedBytes, MiB, readAll, writeSparse } from "../../tests/sparse/testdata.ts";
 import { resetFromGolden, saveGolden } from "./golden.ts";
 
 Deno.test("golden: saved once as a verbatim sparse copy; reset restores the disk", async () => {

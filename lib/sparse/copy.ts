@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 import { closeFd, O_RDONLY, O_WRONLY, openFd } from "../ffi/libc.ts";
 import { preadFull, pwriteFull, truncateFd } from "../ffi/pio.ts";
 import { sizeOf } from "../ffi/seek.ts";
@@ -48,7 +49,7 @@ export async function withFd<T>(
 }
 
 function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /**

@@ -14,7 +14,7 @@ import {
   readAll,
   type Region,
   writeSparse,
-} from "./testdata.ts";
+} from "../../tests/sparse/testdata.ts";
 
 const SIZE = 16 * MiB;
 // Base: a working set of scattered regions. Delta: pages touched after the restore, some inside

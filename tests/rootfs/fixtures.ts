@@ -38,8 +38,14 @@ function pseudoRandom(n: number, seed: number): Uint8Array {
   return out;
 }
 
-/** The root directory's mode, owner and mtime in the varied tree. */
-export const ROOT = { perm: 0o750, uid: 1000, gid: 1001, mtime: 1_600_000_100 };
+/** The root directory's mode, owner, mtime and xattrs in the varied tree. */
+export const ROOT = {
+  perm: 0o750,
+  uid: 1000,
+  gid: 1001,
+  mtime: 1_600_000_100,
+  xattrs: [["user.root-b", "2"], ["user.root-a", "1"]] as [string, string][],
+};
 
 /** A tree with every kind of entry mkfs copies: modes, owners, links, devices, xattrs. */
 export function variedTree(): Spec[] {
@@ -154,6 +160,8 @@ export async function createTree(
   }
   await Deno.chown(root, ROOT.uid, ROOT.gid);
   await Deno.chmod(root, ROOT.perm);
+  const rootXattrs = opts.reverse ? [...ROOT.xattrs].reverse() : ROOT.xattrs;
+  for (const [name, value] of rootXattrs) setXattr(root, name, enc.encode(value));
   const timed = [...specs].filter((s) => s.kind !== "link").reverse();
   for (const s of timed) {
     const p = `${root}/${s.path}`;
