@@ -17,6 +17,7 @@
  *     to the end, and a retry (or a concurrent request) for the same output and key joins the
  *     build in flight instead of starting another.
  *   - On failure nothing is left: the temp file and the scratch directory are removed.
+ *   - The tree must not change while it is built (mkfs and the hash read it at different times).
  *
  * @module
  */
@@ -35,7 +36,7 @@ import {
   timesScript,
   toolEnv,
 } from "./ext4.ts";
-import { hashTree, metadataHash, scanTree, type Tree } from "./tree.ts";
+import { hashTree, metadataHash, reasonOf, scanTree, type Tree } from "./tree.ts";
 
 /** xattr on a finished image: `<key> <size> <mtime ms>` of the build that wrote it. */
 export const KEY_XATTR = "user.ateom.rootfs-key";
@@ -256,7 +257,7 @@ async function runBuild(
       using f = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
       await f.truncate(prep.geometry.sizeBytes);
     } catch (e) {
-      throw new Error(`cannot create the image in ${dir}: ${(e as Error).message}`);
+      throw new Error(`cannot create the image in ${dir}: ${reasonOf(e)}; check the directory`);
     }
 
     const root = prep.tree.entries[0];
