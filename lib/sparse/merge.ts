@@ -14,8 +14,9 @@
  *   2. overlay D's data regions onto W (idempotent: redoing it gives the same bytes)
  *   3. rename D → T            (from here W is the complete merged image)
  *   4. rename W → D            (D's name is free, so ext4 does not flush W's dirty pages)
- *   5. unlink T in the background ({@link MergeResult.cleanup}): freeing the delta's blocks is
- *      not on the caller's path, and T is outside D's directory, so listing it shows only D.
+ *   5. unlink T in the background ({@link mergeCleanups} waits for it): freeing the delta's
+ *      blocks is not on the caller's path, and T is outside D's directory, so listing that
+ *      directory shows only D.
  *
  * The copying merge (B and D on different filesystems) replaces step 1 with "sparse-copy B → W,
  * then unlink B" (unlinking B only once W holds all of B) and step 3 with "unlink D", so both
@@ -62,8 +63,6 @@ export interface MergeResult {
   overlaidBytes: number;
   /** True when the call finished a merge a crash had interrupted. */
   recovered: boolean;
-  /** Settles when the old delta's blocks are freed (never rejects). */
-  cleanup: Promise<void>;
 }
 
 /** The work file of a merge into `delta`. */
@@ -76,8 +75,16 @@ export function trashPathOf(base: string): string {
   return `${base}.merge-trash`;
 }
 
-function removeLater(path: string): Promise<void> {
-  return Deno.remove(path).catch(() => {});
+const pendingRemovals = new Set<Promise<void>>();
+
+function removeLater(path: string): void {
+  const removal = Deno.remove(path).catch(() => {}).finally(() => pendingRemovals.delete(removal));
+  pendingRemovals.add(removal);
+}
+
+/** Settles when every old delta the in-place merges of this process put aside is unlinked. */
+export async function mergeCleanups(): Promise<void> {
+  while (pendingRemovals.size > 0) await Promise.all(pendingRemovals);
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -177,7 +184,7 @@ export async function mergeDelta(
   const context = `merge delta ${delta} into base ${base}`;
   const rename = hooks.rename ?? Deno.rename;
   if (await recoverMerge(base, delta, hooks)) {
-    return { strategy: "in-place", overlaidBytes: 0, recovered: true, cleanup: Promise.resolve() };
+    return { strategy: "in-place", overlaidBytes: 0, recovered: true };
   }
   const baseSize = await sizeOrThrow(base, "base", context);
   const deltaSize = await sizeOrThrow(delta, "delta", context);
@@ -201,19 +208,18 @@ export async function mergeDelta(
     await Deno.remove(base);
     await hooks.afterStep?.("base-removed");
   }
-  let cleanup = Promise.resolve();
   const retire = strategy === "in-place"
     ? async () => {
       await rename(delta, trash);
       await hooks.afterStep?.("delta-moved");
-      cleanup = removeLater(trash);
+      removeLater(trash);
     }
     : async () => {
       await Deno.remove(delta);
       await hooks.afterStep?.("delta-removed");
     };
   const overlaidBytes = await finishFromWork(work, delta, context, hooks, rename, retire);
-  return { strategy, overlaidBytes, recovered: false, cleanup };
+  return { strategy, overlaidBytes, recovered: false };
 }
 
 /**

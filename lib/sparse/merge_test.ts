@@ -1,6 +1,7 @@
 import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
 import {
   mergeByCopy,
+  mergeCleanups,
   mergeDelta,
   type MergeStep,
   recoverMerge,
@@ -69,13 +70,13 @@ Deno.test("mergeDelta: in place, equals the reference overlay byte for byte, sta
   try {
     const baseAlloc = await allocatedBytes(p.base);
     const deltaAlloc = await allocatedBytes(p.delta);
-    const { cleanup, ...result } = await mergeDelta(p.base, p.delta);
+    const result = await mergeDelta(p.base, p.delta);
     assertEquals(result, {
       strategy: "in-place",
       overlaidBytes: 8192 + 5 * MiB + 4096,
       recovered: false,
     });
-    await cleanup;
+    await mergeCleanups();
     assertEquals([...Deno.readDirSync(`${p.dir}/checkpoint-state`)].map((e) => e.name), [
       "memory-ranges",
     ]);
@@ -168,7 +169,8 @@ async function crashAt(step: MergeStep, exdev: boolean, recoverWith: "merge" | "
     }
     if (recoverWith === "recover") await recoverMerge(p.base, p.delta, { rename });
     if ((await exists(p.base)) || (await exists(work))) {
-      await (await mergeDelta(p.base, p.delta, { rename })).cleanup;
+      await mergeDelta(p.base, p.delta, { rename });
+      await mergeCleanups();
     }
     await assertMerged(p);
   } finally {
@@ -226,7 +228,7 @@ Deno.test("mergeDelta: a real cross-filesystem pair (base on /dev/shm) merges by
         return;
       }
       const result = await mergeDelta(p.base, p.delta);
-      await result.cleanup;
+      await mergeCleanups();
       assertEquals(result.strategy, "copy");
       await assertMerged(p);
     } finally {
@@ -243,7 +245,8 @@ Deno.test("recoverMerge: a stale work file beside an existing base is removed", 
     await Deno.writeTextFile(workPathOf(p.delta), "stale");
     assertEquals(await recoverMerge(p.base, p.delta), false);
     assert(!(await exists(workPathOf(p.delta))));
-    await (await mergeDelta(p.base, p.delta)).cleanup;
+    await mergeDelta(p.base, p.delta);
+    await mergeCleanups();
     await assertMerged(p);
   } finally {
     await Deno.remove(p.dir, { recursive: true });

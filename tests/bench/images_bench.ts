@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { mergeByCopy, mergeDelta } from "../../lib/sparse/merge.ts";
+import { mergeByCopy, mergeCleanups, mergeDelta } from "../../lib/sparse/merge.ts";
 import { sparseCopy } from "../../lib/sparse/copy.ts";
 import { buildImage } from "../../lib/rootfs/build.ts";
 import { FEATURES } from "../../lib/rootfs/ext4.ts";
@@ -91,6 +91,7 @@ async function benchMerge(dir: string) {
     let t = performance.now();
     await mergeDelta(a.base, a.delta);
     inPlace.push(performance.now() - t);
+    await mergeCleanups();
     if (round === ROUNDS - 1) inPlaceDigest = await sha256OfData(a.delta);
 
     await Deno.remove(`${dir}/m`, { recursive: true });
