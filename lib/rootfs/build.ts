@@ -350,14 +350,19 @@ async function debugfsBatch(
   }
 }
 
+/**
+ * The in-flight operation under `key`, started with `start` if there is none. `listener` is
+ * attached before `start` runs, so it sees the first progress event too.
+ */
 function track<T>(
   map: Map<string, InFlight<T>>,
   key: string,
   start: (emit: (p: BuildProgress) => void) => Promise<T>,
+  listener?: (p: BuildProgress) => void,
 ): { entry: InFlight<T>; started: boolean } {
   const existing = map.get(key);
   if (existing) return { entry: existing, started: false };
-  const listeners = new Set<(p: BuildProgress) => void>();
+  const listeners = new Set<(p: BuildProgress) => void>(listener ? [listener] : []);
   const emit = (p: BuildProgress) => {
     for (const l of listeners) {
       try {
@@ -394,7 +399,7 @@ async function wait<T>(
   signal: AbortSignal | undefined,
   onProgress?: (p: BuildProgress) => void,
 ): Promise<T> {
-  if (onProgress) entry.listeners.add(onProgress);
+  if (onProgress) entry.listeners.add(onProgress); // a no-op when track attached it
   try {
     return await waitFor(entry.promise, signal);
   } finally {
@@ -416,7 +421,12 @@ export async function buildImage(
   const output = resolve(out);
   const tools = toolsOf(opts);
   const prepKey = `${source}\0${opts.resolvConf ?? ""}\0${tools.mkfs}`;
-  const prepared = track(preparing, prepKey, (emit) => prepare(source, opts, emit));
+  const prepared = track(
+    preparing,
+    prepKey,
+    (emit) => prepare(source, opts, emit),
+    opts.onProgress,
+  );
   const prep = await wait(prepared.entry, opts.signal, opts.onProgress);
   const fullKey = async () => (await waitFor(prep.full(), opts.signal)).key;
 
@@ -433,6 +443,7 @@ export async function buildImage(
       building,
       buildKey,
       (emit) => runBuild(source, output, prep, tools, opts.verify ?? false, emit),
+      opts.onProgress,
     );
     const result = await wait(build.entry, opts.signal, opts.onProgress);
     if (build.started) return result;
