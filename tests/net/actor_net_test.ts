@@ -4,7 +4,8 @@
  * gathering, processes spawned.
  */
 import { assert, assertEquals, assertMatch, assertRejects } from "../assert.ts";
-import { fstatFd } from "../../lib/ffi/libc.ts";
+import { closeFd, fstatFd, O_WRONLY, openFd, writeFd } from "../../lib/ffi/libc.ts";
+import { inNetns } from "../../lib/ffi/tun.ts";
 import {
   ActorNetworkCleanupError,
   cleanupActorNetwork,
@@ -246,6 +247,17 @@ Deno.test({
     withFixture(async (fx) => {
       const read = (ns: string) =>
         fx.sh("ip", "netns", "exec", ns, "cat", "/proc/sys/net/ipv4/ip_forward");
+      // A new netns may inherit ip_forward=1 from the host: start both from 0.
+      for (const ns of [fx.pod, fx.client]) {
+        inNetns(`/run/netns/${ns}`, () => {
+          const fd = openFd("/proc/sys/net/ipv4/ip_forward", O_WRONLY);
+          try {
+            writeFd(fd, new TextEncoder().encode("0\n"));
+          } finally {
+            closeFd(fd);
+          }
+        });
+      }
       assertEquals((await read(fx.pod)).trim(), "0");
       fx.track(await setupActorNetwork(fx.env));
       assertEquals((await read(fx.pod)).trim(), "1");
