@@ -229,6 +229,12 @@ export class ChClient {
 
   /** vm.create: stores the config; nothing runs until {@link boot}. */
   async create(config: VmConfig, options: CallOptions = {}): Promise<void> {
+    const size = config.memory.size;
+    if (!Number.isSafeInteger(size) || size <= 0) {
+      throw new Error(
+        `vm.create: memory.size ${size} is not a positive byte count (beware \`<<\` overflow past 2 GiB)`,
+      );
+    }
     await this.#call("PUT", "vm.create", config, options);
   }
 

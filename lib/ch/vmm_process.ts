@@ -142,11 +142,14 @@ export class VmmProcess {
   async #waitReady(timeoutMs: number, signal?: AbortSignal): Promise<PingResult> {
     const deadline = Date.now() + timeoutMs;
     let exited = false;
-    this.exited.then(() => exited = true);
-    let lastError: unknown;
     let wake: (() => void) | undefined;
+    this.exited.then(() => {
+      exited = true;
+      wake?.();
+    });
     const onAbort = () => wake?.();
     signal?.addEventListener("abort", onAbort, { once: true });
+    let lastError: unknown;
     try {
       for (;;) {
         if (signal?.aborted) {
@@ -175,13 +178,13 @@ export class VmmProcess {
         } catch (e) {
           lastError = e;
         }
+        // Poll again shortly; an exit or a cancel cuts the pause short.
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, Math.min(25, Math.max(0, deadline - Date.now())));
           wake = () => {
             clearTimeout(timer);
             resolve();
           };
-          this.exited.then(wake);
         });
         wake = undefined;
       }

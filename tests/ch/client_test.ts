@@ -133,12 +133,22 @@ Deno.test("ch client: non-2xx answers carry method, path, status and CH's error 
       /GET \/api\/v1\/vm.info answered 404: The VM info is not available: VM is not created/,
     );
     await assertRejects(() => client.boot(), /404: The VM could not boot: VM config is missing/);
+    await assertRejects(
+      () => client.create({ ...config, memory: { size: 2048 << 20 } }),
+      /memory.size -2147483648 is not a positive byte count/,
+    );
     await client.create(config);
     await assertRejects(
       () => client.create(config),
       /500: The VM could not be created: VM is already created/,
     );
-    // A body on vm.boot is refused (CH: 400).
+    // A body on vm.boot / pause / resume / shutdown is refused (CH: 400).
+    for (const endpoint of ["vm.pause", "vm.resume", "vm.shutdown"]) {
+      await assertRejects(
+        () => client.raw("PUT", endpoint, {}),
+        new RegExp(`PUT /api/v1/${endpoint} answered 400: Bad Request`),
+      );
+    }
     await assertRejects(
       () => client.raw("PUT", "vm.boot", {}),
       /PUT \/api\/v1\/vm.boot answered 400: Bad Request/,
