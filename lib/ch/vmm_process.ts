@@ -94,6 +94,12 @@ export class VmmProcess {
     return this.#child.pid;
   }
 
+  /** pid + start time, to persist so a restarted worker can find this VMM again. */
+  get identity(): VmmIdentity {
+    return this.#identity;
+  }
+  #identity!: VmmIdentity;
+
   /** The exit status once reaped, else undefined. */
   get exitStatus(): Deno.CommandStatus | undefined {
     return this.#exitStatus;
@@ -120,12 +126,17 @@ export class VmmProcess {
       throw new Error(`cannot start cloud-hypervisor ${options.binary}: ${(e as Error).message}`);
     }
     const childLog = log.with({ pid: child.pid });
+    childLog.info("cloud-hypervisor started", {
+      binary: options.binary,
+      api_socket: options.apiSocket,
+    });
     const logs = Promise.all([
       forwardLines(child.stdout, (line) => childLog.info(line, { stream: "stdout" })),
       forwardLines(child.stderr, (line) => childLog.info(line, { stream: "stderr" })),
     ]);
     const client = new ChClient(options.apiSocket, { timeoutMs: options.callTimeoutMs });
     const vmm = new VmmProcess(child, logs, options.apiSocket, client, options.binary);
+    vmm.#identity = { pid: child.pid, startTime: procStat(child.pid)?.startTime ?? "" };
     try {
       vmm.version = await vmm.#waitReady(options.readyTimeoutMs ?? 10_000, options.signal);
     } catch (e) {
@@ -204,6 +215,75 @@ export class VmmProcess {
     }
     await this.#logs.catch(() => {});
     return await this.exited;
+  }
+}
+
+/**
+ * Identifies a VMM process across worker restarts: a pid alone can be reused, the pid plus the
+ * process start time (field 22 of /proc/<pid>/stat, clock ticks since boot) cannot.
+ */
+export interface VmmIdentity {
+  pid: number;
+  startTime: string;
+}
+
+/** Field 22 (starttime) of a /proc/<pid>/stat text; the comm field may hold spaces or ')'. */
+export function parseStartTime(statText: string): string {
+  const fields = statText.slice(statText.lastIndexOf(")") + 2).split(" ");
+  const start = fields[19];
+  if (!start || !/^\d+$/.test(start)) {
+    throw new Error(`malformed /proc stat line: ${statText.slice(0, 80)}`);
+  }
+  return start;
+}
+
+/** The state letter and start time of a live process, or undefined when there is none. */
+function procStat(pid: number): { state: string; startTime: string } | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  } catch {
+    return undefined;
+  }
+  return {
+    state: text.slice(text.lastIndexOf(")") + 2).split(" ")[0],
+    startTime: parseStartTime(text),
+  };
+}
+
+/** The identity of a running process (for persisting a VMM's pid with its start time). */
+export function identityOf(pid: number): VmmIdentity {
+  const stat = procStat(pid);
+  if (!stat) throw new Error(`process ${pid} does not exist`);
+  return { pid, startTime: stat.startTime };
+}
+
+/**
+ * Kills a VMM a previous worker instance started (not our child, so it cannot be reaped here):
+ * SIGKILL only when the pid still belongs to the same process, then waits until it is gone (or
+ * a zombie left to its parent). Returns "gone" when no such process exists any more, "reused"
+ * when the pid now names another process (left alone), "killed" otherwise.
+ */
+export async function killByIdentity(
+  id: VmmIdentity,
+  timeoutMs = 10_000,
+): Promise<"killed" | "gone" | "reused"> {
+  const stat = procStat(id.pid);
+  if (!stat || stat.state === "Z") return "gone";
+  if (stat.startTime !== id.startTime) return "reused";
+  try {
+    Deno.kill(id.pid, "SIGKILL");
+  } catch {
+    return "gone";
+  }
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const now = procStat(id.pid);
+    if (!now || now.state === "Z" || now.startTime !== id.startTime) return "killed";
+    if (Date.now() > deadline) {
+      throw new Error(`process ${id.pid} did not die within ${timeoutMs} ms of SIGKILL`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
 

@@ -4,7 +4,7 @@
  */
 import { assert, assertEquals, assertMatch, assertRejects } from "../assert.ts";
 import { type Attrs, captureLogger, type Logger } from "../../lib/log/logger.ts";
-import { VmmProcess } from "../../lib/ch/vmm_process.ts";
+import { identityOf, killByIdentity, VmmProcess } from "../../lib/ch/vmm_process.ts";
 import { CH_DOUBLE } from "./harness.ts";
 
 function alive(pid: number): boolean {
@@ -86,8 +86,8 @@ Deno.test("vmm process: a VMM that never answers is killed and reaped at the dea
       err.message,
       /did not answer vmm.ping on .*a.sock within 300 ms \(last error: .*ENOENT/,
     );
-    pid = logger.records.find((r) => r.pid)?.pid as number;
-    assert(pid > 0);
+    pid = logger.records.find((r) => r.msg === "cloud-hypervisor started")?.pid as number;
+    assert(pid > 0, JSON.stringify(logger.records));
     assert(!alive(pid), "killed and reaped");
   });
 });
@@ -128,6 +128,27 @@ Deno.test("vmm process: cancelling the start kills the child; once started it ou
       const status = await vmm.kill();
       assertEquals(status.signal, "SIGKILL");
       assertEquals(await vmm.kill(), status, "kill is idempotent");
+    }
+  });
+});
+
+Deno.test("vmm process: a VMM found again by pid + start time is killed; a reused pid is left alone", async () => {
+  await tempDir(async (dir) => {
+    const vmm = await VmmProcess.launch({
+      binary: CH_DOUBLE,
+      apiSocket: `${dir}/a.sock`,
+      logger: captureLogger(),
+    });
+    try {
+      assertEquals(vmm.identity, identityOf(vmm.pid));
+      const wrong = { pid: vmm.pid, startTime: String(Number(vmm.identity.startTime) + 1) };
+      assertEquals(await killByIdentity(wrong), "reused");
+      assert(alive(vmm.pid));
+      assertEquals(await killByIdentity(vmm.identity), "killed");
+      assertEquals((await vmm.exited).signal, "SIGKILL");
+      assertEquals(await killByIdentity(vmm.identity), "gone");
+    } finally {
+      await vmm.kill();
     }
   });
 });
