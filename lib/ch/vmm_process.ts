@@ -10,6 +10,7 @@
  * @module
  */
 import type { Logger } from "../log/logger.ts";
+import { readProcText } from "../ffi/procfs.ts";
 import { ChClient, type PingResult } from "./client.ts";
 
 export interface LaunchOptions {
@@ -136,7 +137,7 @@ export class VmmProcess {
     ]);
     const client = new ChClient(options.apiSocket, { timeoutMs: options.callTimeoutMs });
     const vmm = new VmmProcess(child, logs, options.apiSocket, client, options.binary);
-    vmm.#identity = { pid: child.pid, startTime: procStat(child.pid)?.startTime ?? "" };
+    vmm.#identity = { pid: child.pid, startTime: (await procStat(child.pid))?.startTime ?? "" };
     try {
       vmm.version = await vmm.#waitReady(options.readyTimeoutMs ?? 10_000, options.signal);
     } catch (e) {
@@ -238,13 +239,9 @@ export function parseStartTime(statText: string): string {
 }
 
 /** The state letter and start time of a live process, or undefined when there is none. */
-function procStat(pid: number): { state: string; startTime: string } | undefined {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  } catch {
-    return undefined;
-  }
+async function procStat(pid: number): Promise<{ state: string; startTime: string } | undefined> {
+  const text = await readProcText(`/proc/${pid}/stat`);
+  if (text === undefined) return undefined;
   return {
     state: text.slice(text.lastIndexOf(")") + 2).split(" ")[0],
     startTime: parseStartTime(text),
@@ -252,8 +249,8 @@ function procStat(pid: number): { state: string; startTime: string } | undefined
 }
 
 /** The identity of a running process (for persisting a VMM's pid with its start time). */
-export function identityOf(pid: number): VmmIdentity {
-  const stat = procStat(pid);
+export async function identityOf(pid: number): Promise<VmmIdentity> {
+  const stat = await procStat(pid);
   if (!stat) throw new Error(`process ${pid} does not exist`);
   return { pid, startTime: stat.startTime };
 }
@@ -268,7 +265,7 @@ export async function killByIdentity(
   id: VmmIdentity,
   timeoutMs = 10_000,
 ): Promise<"killed" | "gone" | "reused"> {
-  const stat = procStat(id.pid);
+  const stat = await procStat(id.pid);
   if (!stat || stat.state === "Z") return "gone";
   if (stat.startTime !== id.startTime) return "reused";
   try {
@@ -278,7 +275,7 @@ export async function killByIdentity(
   }
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const now = procStat(id.pid);
+    const now = await procStat(id.pid);
     if (!now || now.state === "Z" || now.startTime !== id.startTime) return "killed";
     if (Date.now() > deadline) {
       throw new Error(`process ${id.pid} did not die within ${timeoutMs} ms of SIGKILL`);

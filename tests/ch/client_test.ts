@@ -56,9 +56,14 @@ Deno.test("ch client: full lifecycle against the double, tap fds arrive as the s
       assertEquals(info.config.vsock!.id, "_vsock3");
       // The fds the VMM holds are the files we sent (same device and inode).
       for (const [i, remote] of net.fds.entries()) {
-        const there = Deno.statSync(`/proc/${vmm.pid}/fd/${remote}`);
-        const here = fstatFd(taps[i]);
-        assertEquals([BigInt(there.dev), BigInt(there.ino!)], [here.dev, here.ino]);
+        // Opening /proc/<pid>/fd/<n> reopens the VMM's file (through FFI: Deno refuses /proc).
+        const theirs = openFd(`/proc/${vmm.pid}/fd/${remote}`, O_RDWR);
+        try {
+          const [there, here] = [fstatFd(theirs), fstatFd(taps[i])];
+          assertEquals([there.dev, there.ino], [here.dev, here.ino]);
+        } finally {
+          closeFd(theirs);
+        }
       }
     } finally {
       taps.forEach(closeFd);
