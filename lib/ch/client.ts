@@ -101,14 +101,53 @@ function concat(a: Uint8Array<ArrayBuffer>, b: Uint8Array<ArrayBuffer>): Uint8Ar
   return out;
 }
 
+/**
+ * Connections one client keeps open at once. CH accepts at most 10 and answers one request at a
+ * time, so more buys nothing; the margin leaves room for other clients (ch-remote, a second
+ * worker instance).
+ */
+export const MAX_CONCURRENT_REQUESTS = 4;
+
 /** A client for one VMM's api-socket. Holds no connection between calls. */
 export class ChClient {
   readonly socketPath: string;
   readonly timeoutMs: number;
+  #active = 0;
+  readonly #waiting: (() => void)[] = [];
 
   constructor(socketPath: string, options: { timeoutMs?: number } = {}) {
     this.socketPath = socketPath;
     this.timeoutMs = options.timeoutMs ?? 30_000;
+  }
+
+  /** A free connection slot now (the function gives it back), or undefined. */
+  #take(): (() => void) | undefined {
+    if (this.#active >= MAX_CONCURRENT_REQUESTS) return undefined;
+    this.#active++;
+    return () => {
+      this.#active--;
+      this.#waiting.shift()?.();
+    };
+  }
+
+  /** Waits for a connection slot; the returned function gives it back. */
+  async #slot(signal?: AbortSignal): Promise<() => void> {
+    for (;;) {
+      const release = this.#take();
+      if (release) return release;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          signal?.removeEventListener("abort", wake);
+          const i = this.#waiting.indexOf(wake);
+          if (i >= 0) this.#waiting.splice(i, 1);
+          resolve();
+        };
+        this.#waiting.push(wake);
+        signal?.addEventListener("abort", wake, { once: true });
+      });
+      // A cancelled wait takes no slot; the exchange then reports the cancel.
+      if (signal?.aborted) return () => {};
+    }
   }
 
   /**
@@ -122,6 +161,34 @@ export class ChClient {
     fds: readonly number[],
     options: CallOptions,
     eofIsAnswer = false,
+  ): Promise<HttpResponse | undefined> {
+    // The deadline covers the wait for a connection slot too.
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
+    const started = Date.now();
+    // Taken synchronously when free, so the request goes out before this call first yields.
+    const release = this.#take() ?? await this.#slot(options.signal);
+    try {
+      const remaining = Math.max(1, timeoutMs - (Date.now() - started));
+      return await this.#exchangeNow(
+        method,
+        endpoint,
+        body,
+        fds,
+        { signal: options.signal, timeoutMs: remaining },
+        eofIsAnswer,
+      );
+    } finally {
+      release();
+    }
+  }
+
+  async #exchangeNow(
+    method: "GET" | "PUT",
+    endpoint: string,
+    body: unknown,
+    fds: readonly number[],
+    options: CallOptions,
+    eofIsAnswer: boolean,
   ): Promise<HttpResponse | undefined> {
     const path = `${API_ROOT}/${endpoint}`;
     const fail = (reason: TransportFailure, detail: string, cause?: unknown) =>

@@ -331,6 +331,32 @@ Deno.test("ch client: no socket or fd leaks, in a process of its own (fd counts 
   assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
   const result = JSON.parse(text.trim().split("\n").pop()!);
   assertEquals(result.failures, []);
-  assertEquals(result.after, result.before, "open fds after the calls");
+  assertEquals(result.added, [], "fds opened by the calls and still open");
   assert(result.calls >= 20, `only ${result.calls} calls made`);
+});
+
+Deno.test("ch client: concurrent calls stay under CH's connection limit, which the double enforces", async () => {
+  await withVm({}, async ({ vmm }) => {
+    // Calls made while the VMM is stopped pile up; only a few may be connected at once (14 is
+    // above CH's 10 and within the listen backlog, so an unlimited client would get 503s).
+    Deno.kill(vmm.pid, "SIGSTOP");
+    let pending: Promise<unknown>[];
+    try {
+      pending = Array.from({ length: 14 }, () => vmm.client.ping());
+    } finally {
+      Deno.kill(vmm.pid, "SIGCONT");
+    }
+    const pongs = await Promise.all(pending) as { major: number }[];
+    assertEquals(pongs.map((p) => p.major), Array(14).fill(54));
+    // Ten idle connections fill the server; the eleventh is answered 503 at once.
+    const idle = Array.from({ length: 10 }, () => UnixFdSocket.connect(vmm.apiSocket));
+    const extra = UnixFdSocket.connect(vmm.apiSocket);
+    try {
+      const reply = new TextDecoder().decode(await extra.read());
+      assertMatch(reply, /^HTTP\/1\.1 503 \r\n[^]*\["Too many open connections"\]$/);
+    } finally {
+      extra.close();
+      idle.forEach((s) => s.close());
+    }
+  });
 });
