@@ -20,7 +20,7 @@
 import { UnixFdSocket } from "../ffi/fdpass.ts";
 import {
   encodeRequest,
-  errorText,
+  errorMessages,
   HttpParseError,
   type HttpResponse,
   parseResponse,
@@ -48,16 +48,30 @@ export interface CallOptions {
 
 /** CH answered with a non-2xx status. */
 export class ChApiError extends Error {
+  /** CH's error text (its JSON array of strings joined with ": "). */
+  readonly body: string;
+
   constructor(
     readonly method: string,
     readonly path: string,
     readonly status: number,
-    /** CH's error text (its JSON array of strings joined with ": "). */
-    readonly body: string,
+    /** CH's error chain, outermost first. */
+    readonly messages: readonly string[],
   ) {
+    const body = messages.join(": ");
     super(`cloud-hypervisor ${method} ${path} answered ${status}: ${body || "(no body)"}`);
     this.name = "ChApiError";
+    this.body = body;
   }
+}
+
+/**
+ * Whether `e` is CH (v53+) refusing vm.snapshot because an OnDemand restore is still filling
+ * memory in the background: retry the snapshot later, under the caller's deadline.
+ */
+export function isRestoreInProgress(e: unknown): boolean {
+  return e instanceof ChApiError && e.path.endsWith("/vm.snapshot") &&
+    e.messages.some((m) => m.includes("on-demand memory restore is still in progress"));
 }
 
 /** Why a call failed before CH answered. */
@@ -260,7 +274,7 @@ export class ChClient {
     const res = (await this.#exchange(method, endpoint, body, fds, options))!;
     const text = decoder.decode(res.body);
     if (res.status < 200 || res.status > 299) {
-      throw new ChApiError(method, `${API_ROOT}/${endpoint}`, res.status, errorText(res.body));
+      throw new ChApiError(method, `${API_ROOT}/${endpoint}`, res.status, errorMessages(res.body));
     }
     return text;
   }
@@ -420,7 +434,7 @@ export class ChClient {
     const path = `${API_ROOT}/vmm.shutdown`;
     const res = await this.#exchange("PUT", "vmm.shutdown", undefined, [], options, true);
     if (res && (res.status < 200 || res.status > 299)) {
-      throw new ChApiError("PUT", path, res.status, errorText(res.body));
+      throw new ChApiError("PUT", path, res.status, errorMessages(res.body));
     }
   }
 

@@ -115,6 +115,8 @@ Deno.test("ch client: non-2xx answers carry method, path, status and CH's error 
     const e1 = await assertRejects(() => client.create(unknown)) as ChApiError;
     assert(e1 instanceof ChApiError);
     assertEquals([e1.method, e1.path, e1.status], ["PUT", "/api/v1/vm.create", 400]);
+    assertEquals(e1.messages[0], "Failed to deserialize JSON");
+    assertEquals(e1.messages.length, 2);
     assertEquals(
       e1.message,
       "cloud-hypervisor PUT /api/v1/vm.create answered 400: Failed to deserialize JSON: " +
