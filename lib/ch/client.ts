@@ -190,6 +190,7 @@ export class ChClient {
         fds,
         { signal: options.signal, timeoutMs: remaining },
         eofIsAnswer,
+        timeoutMs,
       );
     } finally {
       release();
@@ -203,6 +204,8 @@ export class ChClient {
     fds: readonly number[],
     options: CallOptions,
     eofIsAnswer: boolean,
+    /** The call's whole deadline, for the error message. */
+    callTimeoutMs: number,
   ): Promise<HttpResponse | undefined> {
     const path = `${API_ROOT}/${endpoint}`;
     const fail = (reason: TransportFailure, detail: string, cause?: unknown) =>
@@ -227,7 +230,7 @@ export class ChClient {
     };
     const onAbort = () => stop(fail("aborted", "cancelled", options.signal?.reason));
     const timer = setTimeout(
-      () => stop(fail("timeout", `no answer within ${timeoutMs} ms (is the VMM stuck?)`)),
+      () => stop(fail("timeout", `no answer within ${callTimeoutMs} ms (is the VMM stuck?)`)),
       timeoutMs,
     );
     options.signal?.addEventListener("abort", onAbort, { once: true });
