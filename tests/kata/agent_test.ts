@@ -479,3 +479,37 @@ Deno.test("readiness on vsock port READYZ_PORT; knobs: agent absent, listen late
     await absent.stop();
   }
 });
+
+Deno.test("a hung agent fails calls at their deadline; an aborted output ends cleanly", async () => {
+  const hung = await Vm.start(undefined, "double.agent=hang");
+  try {
+    const agent = await hung.agent();
+    await rejectsWith(
+      () => agent.createSandbox({ sandboxId: "a" }, { timeoutMs: 100 }),
+      "CreateSandbox",
+      Code.DEADLINE_EXCEEDED,
+      "no response within 100 ms",
+    );
+  } finally {
+    await hung.stop();
+  }
+
+  const vm = await Vm.start();
+  try {
+    const agent = await vm.agent();
+    await setUpSandbox(agent);
+    await startContainer(agent, "c1", 1, spec(["/bin/counter"]));
+    const abort = new AbortController();
+    const it = agent.output("c1", "stdout", { signal: abort.signal })[Symbol.asyncIterator]();
+    assertEquals(await readLines(it, 1), ["count 1"]);
+    const blocked = it.next();
+    abort.abort();
+    assertEquals(await blocked, { done: true, value: undefined });
+    // The connection stays usable. (The agent's abandoned read still waits there and will take
+    // the next output, which is lost: ttrpc cannot cancel a call in the server.)
+    await agent.signalProcess("c1", "c1", 9);
+    assertEquals(await agent.waitProcess("c1", "c1"), 137);
+  } finally {
+    await vm.stop();
+  }
+});
