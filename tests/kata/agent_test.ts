@@ -18,6 +18,7 @@ import {
   type OciSpec,
 } from "../../lib/kata/specconv.ts";
 import { withDebugConsole } from "../../lib/kata/config.ts";
+import { createSandboxRequest } from "../../lib/kata/sandbox.ts";
 import { dialHybridVsock } from "../../lib/kata/hvsock.ts";
 import { Code, TtrpcClient, TtrpcError } from "../../lib/ttrpc/client.ts";
 import { AgentGuest } from "../doubles/kata/agent_guest.ts";
@@ -98,7 +99,13 @@ function spec(args: string[], env: string[] = []): OciSpec {
 }
 
 async function setUpSandbox(agent: AgentClient): Promise<void> {
-  await agent.createSandbox({ sandboxId: "actor1", hostname: "actor" });
+  await agent.createSandbox(
+    createSandboxRequest({
+      sandboxId: "actor1",
+      hostname: "actor",
+      resolvConf: "# pod\nnameserver 10.96.0.10\nsearch svc.cluster.local\n",
+    }),
+  );
   const applied = await agent.updateInterface(guestInterface(NET));
   assertEquals(applied.hwAddr, NET.guestMac);
   const routes = await agent.updateRoutes(guestRoutes(NET));
@@ -192,8 +199,9 @@ Deno.test("agent client drives the double: sandbox, network, counter and emit co
 
     const dump = await debugConsoleDump(
       vm.shim.path,
-      "ip addr; ip route; ip neigh; cat /proc/mounts",
+      "ip addr; ip route; ip neigh; cat /proc/mounts; cat /etc/resolv.conf; hostname",
     );
+    assertStringIncludes(dump, "nameserver 10.96.0.10\nsearch svc.cluster.local\nactor\n");
     assertStringIncludes(dump, "inet 169.254.17.2/30 scope global eth0");
     assertStringIncludes(dump, "169.254.17.0/30 dev eth0 scope link");
     assertStringIncludes(dump, "default via 169.254.17.1 dev eth0");
@@ -243,6 +251,13 @@ Deno.test("the double rejects what the real agent rejects", async () => {
       "CreateContainer",
       Code.FAILED_PRECONDITION,
       "CreateSandbox first",
+    );
+    await rejectsWith(
+      () =>
+        agent.createSandbox({ sandboxId: "actor1", dns: ["nameserver 10.0.0.1\nnameserver 2"] }),
+      "CreateSandbox",
+      Code.INTERNAL,
+      "is not one resolv.conf directive",
     );
     await setUpSandbox(agent);
     await rejectsWith(
