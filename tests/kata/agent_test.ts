@@ -23,6 +23,7 @@ import { dialHybridVsock } from "../../lib/kata/hvsock.ts";
 import { Code, TtrpcClient, TtrpcError } from "../../lib/ttrpc/client.ts";
 import { AgentGuest } from "../doubles/kata/agent_guest.ts";
 import { type HybridVsockShim, serveHybridVsock } from "../doubles/kata/hvsock_shim.ts";
+import { vsockHttpGet } from "../doubles/kata/readyz_probe.ts";
 import type { GuestContext } from "../doubles/guest.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "../assert.ts";
 
@@ -472,12 +473,17 @@ Deno.test("readiness on vsock port READYZ_PORT; knobs: agent absent, listen late
     assertEquals(retries.length, 2, "the first two connects were refused");
     await setUpSandbox(agent);
     await startContainer(agent, "web", 1, spec(["/bin/server"], ["READYZ_PORT=8080"]));
-    const conn = await dialHybridVsock(vm.shim.path, 8080, { deadlineMs: 5000 });
-    await conn.write(new TextEncoder().encode("GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n"));
-    const reply = decoder.decode(await new Response(conn.readable).arrayBuffer());
-    assert(reply.startsWith("HTTP/1.1 200 "), reply);
+    assertEquals(await vsockHttpGet(vm.shim.path, 8080, "/readyz"), { status: 200, body: "ok\n" });
+    await startContainer(
+      agent,
+      "slow",
+      2,
+      spec(["/bin/server"], ["READYZ_PORT=8081", "READYZ_STATUS=503"]),
+    );
+    assertEquals((await vsockHttpGet(vm.shim.path, 8081, "/")).status, 503);
+    await agent.signalProcess("slow", "slow", 15);
     // Nothing listens on another port: the dial is refused until its deadline.
-    await assertRejects(() => dialHybridVsock(vm.shim.path, 8081, { deadlineMs: 200 }));
+    await assertRejects(() => dialHybridVsock(vm.shim.path, 8082, { deadlineMs: 200 }));
     const dump = await debugConsoleDump(vm.shim.path, "echo hi", { deadlineMs: 300 });
     assertStringIncludes(dump, "debug console unreachable");
   } finally {
