@@ -37,6 +37,8 @@ const DEFAULT_RETRY_DELAY_MS = 50;
 /** "OK 4294967295\n" is 14 bytes; anything much longer is not a hybrid vsock reply. */
 const MAX_REPLY_LENGTH = 32;
 const REPLY_PATTERN = /^OK (\d+)\n$/;
+/** setTimeout's largest delay; longer ones fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 type Attempt = { conn: Deno.UnixConn } | { retry: string };
 
@@ -93,6 +95,8 @@ async function attemptOnce(
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return { retry: "socket file does not exist yet" };
     if (e instanceof Deno.errors.ConnectionRefused) return { retry: "connection refused" };
+    // A full accept backlog on a non-blocking unix connect (EAGAIN): the VMM is busy.
+    if (e instanceof Deno.errors.WouldBlock) return { retry: "accept backlog full" };
     throw new HybridVsockDialError(`${what}: connect failed: ${(e as Error).message}`, {
       cause: e,
     });
@@ -112,7 +116,7 @@ async function attemptOnce(
   const timer = setTimeout(() => {
     interrupted = "deadline";
     close();
-  }, remainingMs);
+  }, Math.min(remainingMs, MAX_TIMER_MS));
   const onAbort = () => {
     interrupted = "abort";
     close();
@@ -186,7 +190,7 @@ function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
       signal?.removeEventListener("abort", done);
       resolve();
     };
-    const timer = setTimeout(done, ms);
+    const timer = setTimeout(done, Math.min(ms, MAX_TIMER_MS));
     signal?.addEventListener("abort", done, { once: true });
   });
 }

@@ -57,6 +57,8 @@ interface PendingCall {
 
 const FIRST_STREAM_ID = 1;
 const LAST_STREAM_ID = 0xffff_ffff;
+/** setTimeout's largest delay (~24.8 days); longer ones fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * A ttrpc client over one connection, which it owns from construction on.
@@ -115,9 +117,11 @@ export class TtrpcClient {
       );
     }
     if (signal?.aborted) return Promise.reject(cancelled(call, signal));
-    if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
+    if (timeoutMs !== undefined && !(timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS)) {
       return Promise.reject(
-        new RangeError(`ttrpc call ${call}: timeoutMs must be a positive number, got ${timeoutMs}`),
+        new RangeError(
+          `ttrpc call ${call}: timeoutMs must be in (0, ${MAX_TIMER_MS}], got ${timeoutMs}`,
+        ),
       );
     }
     if (this.#nextStreamId > LAST_STREAM_ID) {

@@ -269,6 +269,7 @@ Deno.test("error statuses map to TtrpcError with code and message", async () => 
   });
   server.register("test.Fail", "Plain", () => Promise.reject(new Error("disk on fire")));
   server.register("test.Fail", "NotBytes", () => Promise.resolve("text" as unknown as Uint8Array));
+  server.register("test.Fail", "BadCode", () => Promise.reject(new TtrpcError(NaN, "x")));
   await withPair(server, async (client) => {
     const notFound = await assertRejects(
       () => client.call("test.Fail", "NotFound", new Uint8Array(0)),
@@ -284,6 +285,10 @@ Deno.test("error statuses map to TtrpcError with code and message", async () => 
       client.call("test.Fail", "NotBytes", new Uint8Array(0))
     );
     assertEquals((notBytes as TtrpcError).code, Code.INTERNAL);
+    await assertRejects(
+      () => client.call("test.Fail", "BadCode", new Uint8Array(0)),
+      "INTERNAL: encoding the response failed: RangeError: ttrpc: status code NaN is not an int32",
+    );
     const method = await assertRejects(() => client.call("test.Fail", "Nope", new Uint8Array(0)));
     assertEquals([(method as TtrpcError).code, (method as TtrpcError).rpcMessage], [
       Code.UNIMPLEMENTED,
@@ -413,7 +418,15 @@ Deno.test("client rejects bad timeouts without sending", async () => {
   await withRawServer(async (client) => {
     await assertRejects(
       () => client.call("svc", "M", new Uint8Array(0), { timeoutMs: 0 }),
-      "timeoutMs must be a positive number, got 0",
+      "timeoutMs must be in (0, 2147483647], got 0",
+    );
+    await assertRejects(
+      () => client.call("svc", "M", new Uint8Array(0), { timeoutMs: 2 ** 31 }),
+      "got 2147483648",
+    );
+    await assertRejects(
+      () => client.call("svc", "M", new Uint8Array(0), { timeoutMs: NaN }),
+      "got NaN",
     );
     assertEquals(client.inFlight, 0);
   });
@@ -473,5 +486,31 @@ Deno.test("server answers bad requests on their stream and keeps the connection"
     frame = await peer.nextFrame();
     assertEquals(frame.streamId, 9);
     assertEquals(dec.decode(decodeResponse(frame.payload).payload), "x");
+  });
+});
+
+Deno.test("server: a past deadline aborts at once, a huge one never fires early", async () => {
+  const server = new TtrpcServer();
+  server.register("test.Deadline", "Probe", (_payload, ctx) =>
+    Promise.resolve(
+      enc.encode(`${ctx.signal.aborted ? "aborted" : "running"} ${ctx.timeoutMs}`),
+    ));
+  await withRawServerless(server, async (peer) => {
+    const probe = (streamId: number, timeoutNano: bigint) =>
+      peer.write(
+        encodeFrame(
+          streamId,
+          MESSAGE_TYPE_REQUEST,
+          0,
+          encodeRequest({ service: "test.Deadline", method: "Probe", timeoutNano }),
+        ),
+      );
+    await probe(1, -5_000_000n);
+    let frame = await peer.nextFrame();
+    assertEquals(dec.decode(decodeResponse(frame.payload).payload), "aborted 0");
+    // 30 days: beyond setTimeout's range, which would otherwise fire immediately.
+    await probe(3, 30n * 86_400n * 1_000_000_000n);
+    frame = await peer.nextFrame();
+    assertEquals(dec.decode(decodeResponse(frame.payload).payload), "running 2592000000");
   });
 });

@@ -264,8 +264,12 @@ function decodeKeyValue(bytes: Uint8Array): KeyValue {
 /** Encodes a google.rpc.Status. */
 export function encodeStatus(status: Partial<Status>): Uint8Array {
   const w = new Writer();
+  const code = status.code ?? 0;
+  if (!Number.isInteger(code) || code < -(2 ** 31) || code >= 2 ** 31) {
+    throw new RangeError(`ttrpc: status code ${code} is not an int32`);
+  }
   // int32: negative values are sign-extended to 64 bits on the wire.
-  w.optionalVarint(1, BigInt(status.code ?? 0));
+  w.optionalVarint(1, BigInt(code));
   w.optionalString(2, status.message ?? "");
   for (const any of status.details ?? []) {
     const entry = new Writer();

@@ -99,6 +99,8 @@ Deno.test("Status encodes details as Any and negative codes sign-extended", () =
   const negative = encodeStatus({ code: -1 });
   assertEquals(hex(negative), "08 ff ff ff ff ff ff ff ff ff 01");
   assertEquals(decodeStatus(negative).code, -1);
+  assertThrows(() => encodeStatus({ code: 2 ** 31 }), "status code 2147483648 is not an int32");
+  assertThrows(() => encodeStatus({ code: 1.5 }), "status code 1.5 is not an int32");
 });
 
 Deno.test("metadata converts between entries and a record, keeping value order", () => {

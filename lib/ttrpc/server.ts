@@ -22,11 +22,20 @@ import {
   MESSAGE_TYPE_REQUEST,
   MESSAGE_TYPE_RESPONSE,
 } from "./frame.ts";
-import { decodeRequest, encodeResponse, metadataToRecord, type Status } from "./messages.ts";
+import {
+  decodeRequest,
+  encodeResponse,
+  metadataToRecord,
+  type Request,
+  type Status,
+} from "./messages.ts";
 import { Code, TtrpcError } from "./status.ts";
 import type { TtrpcConn } from "./client.ts";
 
 export type { TtrpcConn } from "./client.ts";
+
+/** setTimeout's largest delay; longer ones fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** What a handler learns about its call besides the payload. */
 export interface TtrpcHandlerContext {
@@ -92,149 +101,14 @@ export class TtrpcServer {
    */
   async serve(conn: TtrpcConn): Promise<void> {
     this.#conns.add(conn);
-    const reader = conn.readable.getReader();
-    const writer = conn.writable.getWriter();
-    const running = new Map<number, AbortController>();
-    let open = true;
-
-    const respond = (streamId: number, status: Partial<Status>, payload?: Uint8Array) => {
-      if (!open) return;
-      let frame: Uint8Array;
-      try {
-        frame = encodeFrame(
-          streamId,
-          MESSAGE_TYPE_RESPONSE,
-          0,
-          encodeResponse({ status, payload }),
-          this.#maxMessageSize,
-        );
-      } catch (e) {
-        if (!(e instanceof FrameTooLargeError)) throw e;
-        frame = encodeFrame(
-          streamId,
-          MESSAGE_TYPE_RESPONSE,
-          0,
-          encodeResponse({
-            status: {
-              code: Code.RESOURCE_EXHAUSTED,
-              message: `response of ${e.length} bytes exceeds the ${e.limit}-byte message limit`,
-            },
-          }),
-        );
-      }
-      // The writer queues whole frames, so concurrent responses never interleave.
-      writer.write(frame).catch(() => {}); // a failed write means the connection is gone
-    };
-
-    const onFrame = (frame: Frame) => {
-      if (frame.type !== MESSAGE_TYPE_REQUEST) return; // ignored for forward compatibility
-      const { streamId } = frame;
-      if (frame.oversizedLength !== undefined) {
-        respond(streamId, {
-          code: Code.RESOURCE_EXHAUSTED,
-          message: `message length ${frame.oversizedLength} exceeds the maximum message size ` +
-            `of ${this.#maxMessageSize}`,
-        });
-        return;
-      }
-      let request;
-      try {
-        request = decodeRequest(frame.payload);
-      } catch (e) {
-        respond(streamId, {
-          code: Code.INVALID_ARGUMENT,
-          message: `unmarshal request error: ${(e as Error).message}`,
-        });
-        return;
-      }
-      if (streamId % 2 !== 1) {
-        respond(streamId, {
-          code: Code.INVALID_ARGUMENT,
-          message: "StreamID must be odd for client initiated streams",
-        });
-        return;
-      }
-      if (running.has(streamId)) {
-        respond(streamId, {
-          code: Code.INVALID_ARGUMENT,
-          message: `stream ${streamId} already has a call in progress`,
-        });
-        return;
-      }
-      const handler = this.#services.get(request.service)?.get(request.method);
-      if (!handler) {
-        respond(streamId, {
-          code: Code.UNIMPLEMENTED,
-          message: this.#services.has(request.service)
-            ? `method ${request.method}`
-            : `service ${request.service}`,
-        });
-        return;
-      }
-      const call = `${request.service}/${request.method}`;
-      const controller = new AbortController();
-      running.set(streamId, controller);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      let timeoutMs: number | undefined;
-      if (request.timeoutNano > 0n) {
-        timeoutMs = Number(request.timeoutNano) / 1e6;
-        timer = setTimeout(
-          () =>
-            controller.abort(
-              new TtrpcError(Code.DEADLINE_EXCEEDED, `deadline of ${timeoutMs} ms exceeded`, {
-                call,
-              }),
-            ),
-          timeoutMs,
-        );
-      }
-      const ctx: TtrpcHandlerContext = {
-        signal: controller.signal,
-        metadata: metadataToRecord(request.metadata),
-        timeoutMs,
-      };
-      Promise.resolve()
-        .then(() => handler(request.payload, ctx))
-        .then(
-          (result) => {
-            if (result instanceof Uint8Array) respond(streamId, {}, result);
-            else {
-              respond(streamId, {
-                code: Code.INTERNAL,
-                message: `handler of ${call} returned ${typeof result}, not bytes`,
-              });
-            }
-          },
-          (error) => respond(streamId, this.#statusOf(error, controller.signal, call)),
-        )
-        .finally(() => {
-          if (timer !== undefined) clearTimeout(timer);
-          running.delete(streamId);
-        });
-    };
-
-    const decoder = new FrameDecoder({ maxMessageSize: this.#maxMessageSize, skipOversized: true });
     try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        for (const frame of decoder.push(value)) onFrame(frame);
-      }
-    } catch {
-      // The connection failed or was closed under us: same ending as EOF.
+      await new ServerConnection(conn, {
+        maxMessageSize: this.#maxMessageSize,
+        resolve: (service, method) => this.#resolve(service, method),
+        onHandlerError: this.#onHandlerError,
+      }).run();
     } finally {
-      open = false;
       this.#conns.delete(conn);
-      for (const controller of running.values()) {
-        controller.abort(new TtrpcError(Code.CANCELLED, "the connection closed"));
-      }
-      try {
-        conn.close();
-      } catch {
-        // already closed
-      }
-      reader.cancel().catch(() => {});
-      writer.abort().catch(() => {});
     }
   }
 
@@ -252,13 +126,149 @@ export class TtrpcServer {
 
   /** Closes every connection being served (their handlers are aborted). */
   close(): void {
-    for (const conn of this.#conns) {
-      try {
-        conn.close();
-      } catch {
-        // already closed
+    for (const conn of this.#conns) closeQuietly(conn);
+  }
+
+  #resolve(service: string, method: string): TtrpcHandler | Partial<Status> {
+    const methods = this.#services.get(service);
+    if (!methods) return { code: Code.UNIMPLEMENTED, message: `service ${service}` };
+    return methods.get(method) ?? { code: Code.UNIMPLEMENTED, message: `method ${method}` };
+  }
+}
+
+interface ConnectionConfig {
+  maxMessageSize: number;
+  /** The handler of a method, or the status answering a call to an unknown one. */
+  resolve(service: string, method: string): TtrpcHandler | Partial<Status>;
+  onHandlerError?: (error: unknown, call: string) => void;
+}
+
+/** One served connection: reads requests, runs their handlers, writes their responses. */
+class ServerConnection {
+  readonly #conn: TtrpcConn;
+  readonly #config: ConnectionConfig;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #running = new Map<number, AbortController>();
+  #open = true;
+
+  constructor(conn: TtrpcConn, config: ConnectionConfig) {
+    this.#conn = conn;
+    this.#config = config;
+    this.#writer = conn.writable.getWriter();
+  }
+
+  async run(): Promise<void> {
+    const reader = this.#conn.readable.getReader();
+    const decoder = new FrameDecoder({
+      maxMessageSize: this.#config.maxMessageSize,
+      skipOversized: true,
+    });
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        for (const frame of decoder.push(value)) this.#onFrame(frame);
       }
+    } catch {
+      // The connection failed or was closed under us: same ending as EOF.
+    } finally {
+      this.#open = false;
+      for (const controller of this.#running.values()) {
+        controller.abort(new TtrpcError(Code.CANCELLED, "the connection closed"));
+      }
+      closeQuietly(this.#conn);
+      reader.cancel().catch(() => {});
+      this.#writer.abort().catch(() => {});
     }
+  }
+
+  #onFrame(frame: Frame): void {
+    if (frame.type !== MESSAGE_TYPE_REQUEST) return; // ignored for forward compatibility
+    const { streamId } = frame;
+    if (frame.oversizedLength !== undefined) {
+      this.#respond(streamId, {
+        code: Code.RESOURCE_EXHAUSTED,
+        message: `message length ${frame.oversizedLength} exceeds the maximum message size ` +
+          `of ${this.#config.maxMessageSize}`,
+      });
+      return;
+    }
+    let request: Request;
+    try {
+      request = decodeRequest(frame.payload);
+    } catch (e) {
+      this.#respond(streamId, {
+        code: Code.INVALID_ARGUMENT,
+        message: `unmarshal request error: ${(e as Error).message}`,
+      });
+      return;
+    }
+    if (streamId % 2 !== 1) {
+      this.#respond(streamId, {
+        code: Code.INVALID_ARGUMENT,
+        message: "StreamID must be odd for client initiated streams",
+      });
+      return;
+    }
+    if (this.#running.has(streamId)) {
+      this.#respond(streamId, {
+        code: Code.INVALID_ARGUMENT,
+        message: `stream ${streamId} already has a call in progress`,
+      });
+      return;
+    }
+    const handler = this.#config.resolve(request.service, request.method);
+    if (typeof handler !== "function") {
+      this.#respond(streamId, handler);
+      return;
+    }
+    this.#start(streamId, request, handler);
+  }
+
+  /** Runs a handler under the request's deadline and answers with its outcome. */
+  #start(streamId: number, request: Request, handler: TtrpcHandler): void {
+    const call = `${request.service}/${request.method}`;
+    const controller = new AbortController();
+    this.#running.set(streamId, controller);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timeoutMs: number | undefined;
+    if (request.timeoutNano !== 0n) {
+      // Go clients send the time left, which is negative when the deadline already passed.
+      timeoutMs = Math.max(0, Number(request.timeoutNano) / 1e6);
+      const limit = timeoutMs;
+      const expire = () =>
+        controller.abort(
+          new TtrpcError(Code.DEADLINE_EXCEEDED, `deadline of ${Math.ceil(limit)} ms exceeded`, {
+            call,
+          }),
+        );
+      if (timeoutMs === 0) expire();
+      // Longer than a timer can wait (~24.8 days): no different from no deadline here.
+      else if (timeoutMs <= MAX_TIMER_MS) timer = setTimeout(expire, timeoutMs);
+    }
+    const ctx: TtrpcHandlerContext = {
+      signal: controller.signal,
+      metadata: metadataToRecord(request.metadata),
+      timeoutMs,
+    };
+    Promise.resolve()
+      .then(() => handler(request.payload, ctx))
+      .then(
+        (result) => {
+          if (result instanceof Uint8Array) this.#respond(streamId, {}, result);
+          else {
+            this.#respond(streamId, {
+              code: Code.INTERNAL,
+              message: `handler of ${call} returned ${typeof result}, not bytes`,
+            });
+          }
+        },
+        (error) => this.#respond(streamId, this.#statusOf(error, controller.signal, call)),
+      )
+      .finally(() => {
+        if (timer !== undefined) clearTimeout(timer);
+        this.#running.delete(streamId);
+      });
   }
 
   #statusOf(error: unknown, signal: AbortSignal, call: string): Partial<Status> {
@@ -268,7 +278,46 @@ export class TtrpcServer {
     if (signal.aborted && signal.reason instanceof TtrpcError) {
       return { code: signal.reason.code, message: signal.reason.rpcMessage };
     }
-    this.#onHandlerError?.(error, call);
+    this.#config.onHandlerError?.(error, call);
     return { code: Code.UNKNOWN, message: error instanceof Error ? error.message : String(error) };
+  }
+
+  /** Writes one response frame; never throws (a broken connection just drops it). */
+  #respond(streamId: number, status: Partial<Status>, payload?: Uint8Array): void {
+    if (!this.#open) return;
+    let frame: Uint8Array;
+    try {
+      frame = encodeFrame(
+        streamId,
+        MESSAGE_TYPE_RESPONSE,
+        0,
+        encodeResponse({ status, payload }),
+        this.#config.maxMessageSize,
+      );
+    } catch (e) {
+      frame = encodeFrame(
+        streamId,
+        MESSAGE_TYPE_RESPONSE,
+        0,
+        encodeResponse({
+          status: e instanceof FrameTooLargeError
+            ? {
+              code: Code.RESOURCE_EXHAUSTED,
+              message: `response of ${e.length} bytes exceeds the ${e.limit}-byte message limit`,
+            }
+            : { code: Code.INTERNAL, message: `encoding the response failed: ${e}` },
+        }),
+      );
+    }
+    // The writer queues whole frames, so concurrent responses never interleave.
+    this.#writer.write(frame).catch(() => {}); // a failed write means the connection is gone
+  }
+}
+
+function closeQuietly(conn: TtrpcConn): void {
+  try {
+    conn.close();
+  } catch {
+    // already closed
   }
 }
