@@ -1,0 +1,362 @@
+/**
+ * Streaming decoder: reads a sparse-extent stream (or plain zstd) from any byte stream and writes
+ * the image to a file, leaving holes unwritten, or to a byte stream with the holes as zeros.
+ *
+ * Contract for files: the output is built under a temporary name in the destination directory and
+ * renamed over the destination only when the whole stream decoded and validated; on any error the
+ * temporary file is removed and the destination is untouched. Memory is bounded: the compressed
+ * input is split into zstd frames and each frame is decompressed as a stream.
+ *
+ * @module
+ */
+import { createZstdDecompress } from "node:zlib";
+import { basename, dirname, join } from "node:path";
+import { BodyParser, checkVersion, FormatError, hasMagic, HEADER_LENGTH, MAGIC } from "./format.ts";
+import { FrameScanner, type FrameSegment } from "./zstd_frames.ts";
+import { type Digest, digestZeros } from "./encode.ts";
+
+/** Counters passed to `onProgress` and returned at the end. */
+export interface UnpackStats {
+  /** Compressed bytes read. */
+  compressedBytes: number;
+  /** Logical size of the image (holes included); grows as a plain stream decodes. */
+  logicalSize: number;
+  /** Image bytes written (sparse: populated extents; plain: non-zero blocks). */
+  writtenBytes: number;
+  /** True when the input was the sparse-extent format. */
+  sparse: boolean;
+}
+
+export interface UnpackOptions {
+  onProgress?: (stats: UnpackStats) => void;
+  /** Fed the decoded logical content in order (holes as zeros), e.g. a node:crypto Hash. */
+  digest?: Digest;
+}
+
+/** Wraps `sink` so `digest` sees every logical byte, holes as zeros. */
+function digestingSink(sink: ImageSink, digest: Digest): ImageSink {
+  let position = 0;
+  return {
+    async write(offset, bytes) {
+      digestZeros(digest, offset - position);
+      digest.update(bytes);
+      position = offset + bytes.length;
+      await sink.write(offset, bytes);
+    },
+    async resize(size, final) {
+      if (final) digestZeros(digest, size - position);
+      await sink.resize(size, final);
+    },
+  };
+}
+
+/** Where decoded bytes go. Offsets passed to `write` only ascend. */
+interface ImageSink {
+  write(offset: number, bytes: Uint8Array): Promise<void>;
+  /** Sets the size: at the end (`final`), and for sparse streams also as soon as it is known. */
+  resize(size: number, final: boolean): Promise<void>;
+}
+
+const DECOMPRESS_CHUNK = 1 << 20;
+/** Plain zstd: all-zero blocks of this size (aligned in the image) are left as holes. */
+const ZERO_BLOCK = 64 << 10;
+
+/** Pulls frame segments out of the compressed input, counting bytes. */
+class FrameSource {
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #scanner = new FrameScanner();
+  #pending: FrameSegment[] = [];
+  #prefix: Uint8Array | undefined;
+
+  constructor(
+    reader: ReadableStreamDefaultReader<Uint8Array>,
+    prefix: Uint8Array,
+    readonly stats: UnpackStats,
+  ) {
+    this.#reader = reader;
+    this.#prefix = prefix.length ? prefix : undefined;
+  }
+
+  get frames(): number {
+    return this.#scanner.frames;
+  }
+
+  async next(): Promise<FrameSegment | null> {
+    while (this.#pending.length === 0) {
+      let chunk = this.#prefix;
+      this.#prefix = undefined;
+      if (!chunk) {
+        const { value, done } = await this.#reader.read();
+        if (done) {
+          this.#scanner.finish();
+          return null;
+        }
+        this.stats.compressedBytes += value.length;
+        chunk = value;
+      }
+      this.#pending = this.#scanner.push(chunk);
+    }
+    return this.#pending.shift()!;
+  }
+
+  /** The rest of the frame opened by `first`. */
+  async *frame(first: FrameSegment): AsyncGenerator<Uint8Array> {
+    yield first.bytes;
+    for (let segment = first; !segment.last;) {
+      const next = await this.next();
+      if (!next) {
+        throw new FormatError("truncated stream: the compressed input ended inside a frame");
+      }
+      segment = next;
+      yield segment.bytes;
+    }
+  }
+}
+
+/**
+ * Decompresses one whole zstd frame, fed from `frame` while its output is consumed (writing the
+ * input directly is about twice as fast as piping a Readable into the decompressor).
+ */
+async function* decompressFrame(frame: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const decompressor = createZstdDecompress({ chunkSize: DECOMPRESS_CHUNK });
+  const settled = () =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        decompressor.off("drain", done);
+        decompressor.off("close", done);
+        resolve();
+      };
+      decompressor.on("drain", done);
+      decompressor.on("close", done);
+    });
+  const feed = (async () => {
+    try {
+      for await (const bytes of frame) {
+        if (decompressor.destroyed) return;
+        if (!decompressor.write(bytes)) await settled();
+      }
+      decompressor.end();
+    } catch (e) {
+      decompressor.destroy(e as Error);
+    }
+  })();
+  try {
+    for await (const out of decompressor) yield out as Uint8Array;
+  } catch (e) {
+    if (e instanceof FormatError) throw e;
+    throw new FormatError(`corrupt zstd data: ${(e as Error).message}`);
+  } finally {
+    decompressor.destroy();
+    await feed;
+  }
+}
+
+/** Reads exactly `n` leading bytes (fewer at end of input). */
+async function readHead(reader: ReadableStreamDefaultReader<Uint8Array>, n: number) {
+  const parts: Uint8Array[] = [];
+  let have = 0;
+  while (have < n) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    have += value.length;
+  }
+  const all = new Uint8Array(have);
+  let pos = 0;
+  for (const p of parts) {
+    all.set(p, pos);
+    pos += p.length;
+  }
+  return all;
+}
+
+/** Decodes `input` into `sink`; validates everything before returning. */
+async function decodeInto(
+  input: ReadableStream<Uint8Array>,
+  sink: ImageSink,
+  options: UnpackOptions,
+  skipZeroBlocks: boolean,
+): Promise<UnpackStats> {
+  const stats: UnpackStats = { compressedBytes: 0, logicalSize: 0, writtenBytes: 0, sparse: false };
+  if (options.digest) sink = digestingSink(sink, options.digest);
+  const reader = input.getReader();
+  try {
+    const head = await readHead(reader, HEADER_LENGTH);
+    stats.compressedBytes = head.length;
+    if (head.length === 0) throw new FormatError("empty input: not a snapshot stream");
+    stats.sparse = hasMagic(head);
+    let rest = head;
+    if (stats.sparse) {
+      if (head.length < HEADER_LENGTH) {
+        throw new FormatError("truncated stream: it ended inside the header");
+      }
+      checkVersion(head);
+      rest = head.subarray(HEADER_LENGTH);
+    } else if (
+      head.length < MAGIC.length && MAGIC.subarray(0, head.length).every((b, i) => b === head[i])
+    ) {
+      throw new FormatError("truncated stream: it ended inside the header");
+    }
+    const source = new FrameSource(reader, rest, stats);
+    const consume = stats.sparse
+      ? sparseConsumer(sink, stats)
+      : plainConsumer(sink, stats, skipZeroBlocks);
+    for (let first = await source.next(); first; first = await source.next()) {
+      for await (const plain of decompressFrame(source.frame(first))) {
+        await consume.push(plain);
+        options.onProgress?.(stats);
+      }
+    }
+    if (source.frames === 0) throw new FormatError("empty zstd stream: no frames");
+    await consume.finish();
+    options.onProgress?.(stats);
+    return stats;
+  } catch (e) {
+    await reader.cancel().catch(() => {});
+    throw e;
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+interface Consumer {
+  push(plain: Uint8Array): Promise<void>;
+  finish(): Promise<void>;
+}
+
+function sparseConsumer(sink: ImageSink, stats: UnpackStats): Consumer {
+  const parser = new BodyParser();
+  return {
+    async push(plain) {
+      for (const event of parser.push(plain)) {
+        if (event.kind === "size") {
+          stats.logicalSize = event.size;
+          await sink.resize(event.size, false);
+        } else if (event.kind === "data") {
+          await sink.write(event.offset, event.bytes);
+          stats.writtenBytes += event.bytes.length;
+        }
+      }
+    },
+    async finish() {
+      parser.finish();
+      await sink.resize(parser.size, true);
+    },
+  };
+}
+
+function plainConsumer(sink: ImageSink, stats: UnpackStats, skipZeroBlocks: boolean): Consumer {
+  return {
+    async push(plain) {
+      let pos = 0;
+      while (pos < plain.length) {
+        const offset = stats.logicalSize;
+        const n = skipZeroBlocks
+          ? Math.min(plain.length - pos, ZERO_BLOCK - (offset % ZERO_BLOCK))
+          : plain.length - pos;
+        const piece = plain.subarray(pos, pos + n);
+        if (!skipZeroBlocks || !isZero(piece)) {
+          await sink.write(offset, piece);
+          stats.writtenBytes += n;
+        }
+        stats.logicalSize += n;
+        pos += n;
+      }
+    },
+    async finish() {
+      await sink.resize(stats.logicalSize, true);
+    },
+  };
+}
+
+function isZero(bytes: Uint8Array): boolean {
+  const words = bytes.byteOffset % 4 === 0 ? Math.floor(bytes.length / 4) : 0;
+  const view = new Uint32Array(bytes.buffer, bytes.byteOffset, words);
+  for (let i = 0; i < view.length; i++) if (view[i] !== 0) return false;
+  for (let i = words * 4; i < bytes.length; i++) if (bytes[i] !== 0) return false;
+  return true;
+}
+
+/** A file sink: holes stay unwritten, the size is set by truncation. */
+function fileSink(file: Deno.FsFile): ImageSink {
+  return {
+    async write(offset, bytes) {
+      await file.seek(offset, Deno.SeekMode.Start);
+      for (let pos = 0; pos < bytes.length;) pos += await file.write(bytes.subarray(pos));
+    },
+    async resize(size) {
+      await file.truncate(size);
+    },
+  };
+}
+
+/** A stream sink: holes become zeros, in order. */
+function streamSink(writer: WritableStreamDefaultWriter<Uint8Array>): ImageSink {
+  const zeros = new Uint8Array(1 << 20);
+  let position = 0;
+  const fillTo = async (target: number) => {
+    while (position < target) {
+      const n = Math.min(zeros.length, target - position);
+      await writer.write(zeros.subarray(0, n));
+      position += n;
+    }
+  };
+  return {
+    async write(offset, bytes) {
+      await fillTo(offset);
+      await writer.write(bytes.slice());
+      position += bytes.length;
+    },
+    async resize(size, final) {
+      if (final) await fillTo(size);
+    },
+  };
+}
+
+/**
+ * Decodes `input` into the file `destination`: built as a temporary file next to it (mode 0600),
+ * renamed into place once complete and valid; on failure nothing is left behind.
+ */
+export async function unpackToFile(
+  input: ReadableStream<Uint8Array>,
+  destination: string,
+  options: UnpackOptions = {},
+): Promise<UnpackStats> {
+  const temp = join(
+    dirname(destination),
+    `.${basename(destination)}.partial-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`,
+  );
+  const file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
+  let closed = false;
+  try {
+    const stats = await decodeInto(input, fileSink(file), options, true);
+    file.close();
+    closed = true;
+    await Deno.rename(temp, destination);
+    return stats;
+  } catch (e) {
+    if (!closed) file.close();
+    await Deno.remove(temp).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * Decodes `input` onto a byte stream, holes as zeros (closed at the end, aborted on failure).
+ * The consumer sees bytes before validation completes: a failure aborts the stream.
+ */
+export async function unpackToStream(
+  input: ReadableStream<Uint8Array>,
+  out: WritableStream<Uint8Array>,
+  options: UnpackOptions = {},
+): Promise<UnpackStats> {
+  const writer = out.getWriter();
+  try {
+    const stats = await decodeInto(input, streamSink(writer), options, false);
+    await writer.close();
+    return stats;
+  } catch (e) {
+    await writer.abort(e).catch(() => {});
+    throw e;
+  }
+}
