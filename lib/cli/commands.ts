@@ -6,11 +6,15 @@
  */
 import type { Command } from "./command.ts";
 import { versionCommand } from "./version.ts";
+import { serveCommand } from "../api/serve_command.ts";
+import { mkfsCommand } from "../rootfs/command.ts";
 import { packCommand, unpackCommand } from "../snapshot/command.ts";
 import { pullCommand, pushCommand } from "../store/command.ts";
 
 export const COMMANDS: Command[] = [
+  serveCommand,
   versionCommand,
+  mkfsCommand,
   packCommand,
   unpackCommand,
   pushCommand,

@@ -99,6 +99,11 @@ export class UnixFdSocket {
     return readFd(this.#fd, max);
   }
 
+  /** Abandons the connection: a pending {@link read} returns EOF. Call {@link close} after. */
+  abort(): void {
+    if (this.#fd >= 0) shutdownSocket(this.#fd);
+  }
+
   close(): void {
     if (this.#fd >= 0) {
       const fd = this.#fd;
@@ -108,15 +113,8 @@ export class UnixFdSocket {
   }
 }
 
-/**
- * recvmsg(2) on a connected unix socket fd: the bytes and any fds received (SCM_RIGHTS, with
- * close-on-exec). Blocking; meant for tests and doubles that accept with their own listener fd.
- */
-export function recvWithFds(
-  fd: number,
-  max = 65536,
-  maxFds = MAX_FDS_PER_MESSAGE,
-): { data: Uint8Array<ArrayBuffer>; fds: number[] } {
+/** The buffers of one recvmsg(2) call: the msghdr points into `data` and `control`. */
+function recvBuffers(max: number, maxFds: number) {
   const data = new Uint8Array(max);
   const iov = new Uint8Array(16);
   const iovView = new DataView(iov.buffer);
@@ -129,7 +127,16 @@ export function recvWithFds(
   mv.setBigUint64(24, 1n, true);
   mv.setBigUint64(32, addressOf(control), true);
   mv.setBigUint64(40, BigInt(control.length), true);
-  const n = Number(check("recvmsg", sym().recvmsg(fd, msg, MSG_CMSG_CLOEXEC)));
+  return { data, iov, control, msg };
+}
+
+/** The bytes and fds a finished recvmsg(2) of `n` bytes left in `bufs`. */
+function received(
+  bufs: ReturnType<typeof recvBuffers>,
+  n: number,
+): { data: Uint8Array<ArrayBuffer>; fds: number[] } {
+  const { data, control, msg } = bufs;
+  const mv = new DataView(msg.buffer);
   const controlLen = Number(mv.getBigUint64(40, true));
   const fds: number[] = [];
   const cv = new DataView(control.buffer);
@@ -143,6 +150,45 @@ export function recvWithFds(
     off += align8(len);
   }
   return { data: data.slice(0, n), fds };
+}
+
+/**
+ * recvmsg(2) on a connected unix socket fd: the bytes and any fds received (SCM_RIGHTS, with
+ * close-on-exec). Blocking; meant for tests and doubles that accept with their own listener fd.
+ */
+export function recvWithFds(
+  fd: number,
+  max = 65536,
+  maxFds = MAX_FDS_PER_MESSAGE,
+): { data: Uint8Array<ArrayBuffer>; fds: number[] } {
+  const bufs = recvBuffers(max, maxFds);
+  const n = Number(check("recvmsg", sym().recvmsg(fd, bufs.msg, MSG_CMSG_CLOEXEC)));
+  return received(bufs, n);
+}
+
+/**
+ * {@link recvWithFds} on Deno's FFI thread: waits for data without stalling the event loop.
+ * Empty data means EOF. Failures carry no errno (it is not readable off-thread).
+ */
+export async function recvWithFdsAsync(
+  fd: number,
+  max = 65536,
+  maxFds = MAX_FDS_PER_MESSAGE,
+): Promise<{ data: Uint8Array<ArrayBuffer>; fds: number[] }> {
+  const bufs = recvBuffers(max, maxFds);
+  const n = Number(await sym().recvmsgOffThread(fd, bufs.msg, MSG_CMSG_CLOEXEC));
+  if (n < 0) throw new Error(`recvmsg on fd ${fd} failed`);
+  return received(bufs, n);
+}
+
+const SHUT_RDWR = 2;
+
+/**
+ * shutdown(2) both directions: wakes a read blocked on the FFI thread (it returns EOF). For
+ * abandoning a connection only; a live request must never be half-closed.
+ */
+export function shutdownSocket(fd: number): void {
+  sym().shutdown(fd, SHUT_RDWR);
 }
 
 /** A listening unix socket with raw fds, so a test peer can recvmsg the fds sent to it. */

@@ -22,12 +22,40 @@ export interface Logger {
 
 const LEVEL_ORDER: Record<Level, number> = { DEBUG: 0, INFO: 1, WARN: 2, ERROR: 3 };
 
+/**
+ * Parses a `--log-level` value (`debug`, `info`, `warn`/`warning`, `error`, any case).
+ *
+ * @example
+ * ```ts
+ * parseLevel("warn"); // "WARN"
+ * ```
+ */
+export function parseLevel(text: string): Level {
+  const upper = text.trim().toUpperCase();
+  const level = upper === "WARNING" ? "WARN" : upper;
+  if (level in LEVEL_ORDER) return level as Level;
+  throw new Error(
+    `invalid log level ${JSON.stringify(text)}: use one of debug, info, warn, error`,
+  );
+}
+
+/**
+ * Formats `date` like Go's `time.RFC3339Nano` in UTC: fractional seconds with trailing zeros
+ * dropped (`2026-05-16T01:03:37.12Z`, `2026-05-16T01:03:37Z`).
+ */
+export function formatTime(date: Date): string {
+  return date.toISOString().replace(/\.?0+Z$/, "Z");
+}
+
 /** Writes whole lines to a sink; one call writes one or more complete lines atomically. */
 export type LineSink = (text: string) => void;
 
 const encoder = new TextEncoder();
 
-/** A sink writing synchronously to stdout, so concurrent writers cannot interleave within a line. */
+/**
+ * A sink writing synchronously to stdout, so concurrent writers cannot interleave within a line.
+ * The worker's logger and its actor-log writer (lib/log/actorlog.ts) share it.
+ */
 export const stdoutSink: LineSink = (text) => {
   const bytes = encoder.encode(text);
   let off = 0;
@@ -47,7 +75,7 @@ export function jsonLogger(
 ): Logger {
   const emit = (level: Level, msg: string, attrs?: Attrs) => {
     if (LEVEL_ORDER[level] < LEVEL_ORDER[minLevel]) return;
-    const record: Attrs = { time: now().toISOString(), level, msg };
+    const record: Attrs = { time: formatTime(now()), level, msg };
     for (const [k, v] of Object.entries({ ...base, ...attrs })) record[k] = errorValue(v);
     sink(JSON.stringify(record) + "\n");
   };

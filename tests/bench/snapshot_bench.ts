@@ -139,7 +139,7 @@ const mb = (kb?: number) => kb === undefined ? "n/a" : `${(kb / 1024).toFixed(0)
 const verdict = (ok: boolean) => ok ? "ok" : "BELOW TARGET";
 
 /** Runs the benchmark and prints its table. */
-export async function bench(): Promise<void> {
+export async function run(): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "snapshot-bench-" });
   const rm = (p: string) => Deno.remove(p).catch(() => {});
   try {
@@ -258,4 +258,4 @@ export async function bench(): Promise<void> {
   }
 }
 
-if (import.meta.main) await bench();
+if (import.meta.main) await run();
