@@ -184,6 +184,12 @@ export async function run(): Promise<void> {
         verdict(wall >= target)
       }`;
     };
+    const [startup] = await alternate([{ argv: [BIN, "version"] }]);
+    line(
+      "CLI startup (version)",
+      startup,
+      "included in pack/unpack; the targets leave little room for it",
+    );
     line("pack", pack, `rss ${mb(pack.maxRssKb)}, out ${(sizes.ates / MiB).toFixed(1)} MiB`);
     line("zstd -1 -T0 sparse file", zSparse, ratio(pack, zSparse, 3));
     line(
