@@ -10,7 +10,7 @@ import { progress } from "../cli/progress.ts";
 import type { TransferProgress } from "../store/transfer.ts";
 import { loadConfig, type StandaloneConfig, stateDir } from "./config.ts";
 import { type ActorRecord, StateDir } from "./state.ts";
-import { createPod, podNetwork, removePod } from "./network.ts";
+import { createPod, hostSlotsInUse, podNetwork, removePod } from "./network.ts";
 import { socketAnswers, startSupervisor, stopSupervisor } from "./supervisor.ts";
 import { WorkerClient } from "./client.ts";
 import { childrenOf, isAlive } from "./proc.ts";
@@ -42,21 +42,23 @@ export async function mustRead(ctx: Context, name: string): Promise<ActorRecord>
 }
 
 /** Whether the record's supervisor process is still the one it started. */
-export function supervisorAlive(record: ActorRecord): boolean {
-  return !!record.supervisor && isAlive(record.supervisor.pid, record.supervisor.startTicks);
+export async function supervisorAlive(record: ActorRecord): Promise<boolean> {
+  return !!record.supervisor && await isAlive(record.supervisor.pid, record.supervisor.startTicks);
 }
 
 /** The state ps shows: the recorded state, or "dead" when a running actor lost its supervisor. */
-export function observedState(record: ActorRecord): string {
-  if ((record.state === "running" || record.state === "starting") && !supervisorAlive(record)) {
+export async function observedState(record: ActorRecord): Promise<string> {
+  if (
+    (record.state === "running" || record.state === "starting") && !(await supervisorAlive(record))
+  ) {
     return "dead";
   }
   return record.state;
 }
 
-/** The pod network slots of all recorded actors. */
+/** The pod network slots taken: by recorded actors and by host links of any state dir. */
 export async function usedSlots(ctx: Context): Promise<number[]> {
-  const slots: number[] = [];
+  const slots: number[] = hostSlotsInUse();
   for (const name of await ctx.state.names()) {
     const r = await ctx.state.read(name).catch(() => undefined);
     if (r) slots.push(r.slot);
@@ -123,8 +125,8 @@ export async function activate(
  */
 export async function deactivate(_ctx: Context, record: ActorRecord): Promise<void> {
   const leftovers: number[] = [];
-  if (record.supervisor && supervisorAlive(record)) {
-    leftovers.push(...childrenOf(record.supervisor.pid));
+  if (record.supervisor && await supervisorAlive(record)) {
+    leftovers.push(...await childrenOf(record.supervisor.pid));
     await stopSupervisor(record.supervisor);
   }
   for (const pid of leftovers) {

@@ -105,7 +105,7 @@ Options:
     asUsage(() => validateName(name));
     const ctx = await loadContext();
     const record = await mustRead(ctx, name);
-    const state = observedState(record);
+    const state = await observedState(record);
     if (state !== "running") {
       throw new Error(
         `cannot checkpoint ${name}: it is ${state}, not running` +

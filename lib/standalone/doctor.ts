@@ -9,7 +9,7 @@
 import { type Command, parseFlags, UsageError } from "../cli/command.ts";
 import { DEFAULT_IMAGE, DEFAULT_KERNEL, loadConfig, type StandaloneConfig } from "./config.ts";
 import { which } from "./bundle.ts";
-import { parseCapEff } from "./proc.ts";
+import { parseCapEff, readProcFile } from "./proc.ts";
 import { closeFd, Errno, O_RDWR, openFd, SyscallError } from "../ffi/libc.ts";
 
 /** The outcome of one check. */
@@ -156,14 +156,14 @@ function checkTun(): Check {
   );
 }
 
-function checkUserfaultfd(uid: number): Check {
+async function checkUserfaultfd(uid: number): Promise<Check> {
   const id = "userfaultfd";
   const fix = "OnDemand restores (lazy memory) need userfaultfd: run as root, or " +
     "'sysctl vm.unprivileged_userfaultfd=1', or grant access to /dev/userfaultfd; without it " +
     "restores copy the whole memory image first (serve --memory-restore-mode copy)";
   let sysctl: string | undefined;
   try {
-    sysctl = Deno.readTextFileSync("/proc/sys/vm/unprivileged_userfaultfd").trim();
+    sysctl = (await readProcFile("/proc/sys/vm/unprivileged_userfaultfd")).trim();
   } catch { /* kernel without the knob */ }
   const dev = canOpenRw("/dev/userfaultfd");
   if (uid === 0 && (sysctl !== undefined || dev.ok)) {
@@ -184,11 +184,11 @@ function checkTool(tool: string, pkg: string, path: string, why: string): Check 
   return missing(tool, `${tool} not found on PATH (${why})`, `install the package ${pkg}`);
 }
 
-function checkPrivileges(uid: number): Check {
+async function checkPrivileges(uid: number): Promise<Check> {
   if (uid === 0) return ok("privileges", "running as root");
   let caps = 0n;
   try {
-    caps = parseCapEff(Deno.readTextFileSync("/proc/self/status"));
+    caps = parseCapEff(await readProcFile("/proc/self/status"));
   } catch { /* none */ }
   const has = (bit: bigint) => (caps >> bit) & 1n;
   if (has(CAP_NET_ADMIN) && has(CAP_SYS_ADMIN)) {
@@ -209,13 +209,13 @@ export async function runChecks(inputs: DoctorInputs): Promise<Check[]> {
     checkFile("kernel", inputs.kernel, "guest kernel", "--kernel", "kernel"),
     checkFile("image", inputs.image, "guest image", "--image", "image"),
     checkTun(),
-    checkUserfaultfd(inputs.uid),
+    await checkUserfaultfd(inputs.uid),
     checkTool("mkfs.ext4", "e2fsprogs", inputs.path, "builds the actor's disk"),
     checkTool("ip", "iproute2", inputs.path, "actor network"),
     checkTool("tc", "iproute2", inputs.path, "actor network"),
     checkTool("nft", "nftables", inputs.path, "actor network and ports"),
     checkTool("nsenter", "util-linux", inputs.path, "starts the supervisor in its netns"),
-    checkPrivileges(inputs.uid),
+    await checkPrivileges(inputs.uid),
   ];
 }
 

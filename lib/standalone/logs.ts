@@ -87,7 +87,7 @@ Options:
         if (!following) break;
         const current = await ctx.state.read(name);
         // Once the supervisor is gone, one more pass reads what it wrote last.
-        if (!current || !supervisorAlive(current)) following = false;
+        if (!current || !(await supervisorAlive(current))) following = false;
         else await new Promise((r) => setTimeout(r, 200));
       }
       emit("\n");

@@ -23,6 +23,7 @@ import type { CommandRunner } from "../net/runner.ts";
 import { oneLine, runChecked } from "../net/runner.ts";
 import { ACTOR_IP } from "../net/plan.ts";
 import { ateomNetnsName } from "../paths/paths.ts";
+import { closeFd, O_WRONLY, openFd, writeFd } from "../ffi/libc.ts";
 import type { PortMapping } from "./state.ts";
 
 /** Number of /30 slots in 10.213.0.0/16. */
@@ -79,20 +80,23 @@ export function parsePort(text: string): PortMapping {
   return { host: Number(m[1]), guest: Number(m[2]) };
 }
 
-/** `ip -batch -` creating the netns, the veth pair and the addresses. */
-export function podSetupBatch(net: PodNetwork): string {
-  const podSide = `${net.hostVeth}p`;
+/** `ip -batch -` (host side) creating the netns and the veth pair with its pod end inside. */
+export function hostSetupBatch(net: PodNetwork): string {
   return [
     `netns add ${net.netns}`,
-    `link add ${net.hostVeth} type veth peer name ${podSide}`,
-    `link set ${podSide} netns ${net.netns}`,
-    `-n ${net.netns} link set ${podSide} name eth0`,
+    `link add ${net.hostVeth} type veth peer name eth0 netns ${net.netns}`,
     `addr add ${net.hostIp}/30 dev ${net.hostVeth}`,
     `link set ${net.hostVeth} up`,
-    `-n ${net.netns} addr add ${net.podIp}/30 dev eth0`,
-    `-n ${net.netns} link set lo up`,
-    `-n ${net.netns} link set eth0 up`,
-    `-n ${net.netns} route add default via ${net.hostIp}`,
+  ].map((l) => l + "\n").join("");
+}
+
+/** `ip -n <netns> -batch -` configuring the pod end: address, loopback, default route. */
+export function podSetupBatch(net: PodNetwork): string {
+  return [
+    `addr add ${net.podIp}/30 dev eth0`,
+    `link set lo up`,
+    `link set eth0 up`,
+    `route add default via ${net.hostIp}`,
   ].map((l) => l + "\n").join("");
 }
 
@@ -108,7 +112,7 @@ export function hostNftScript(net: PodNetwork, ports: readonly PortMapping[]): s
     ...dnat.map((r) => `\t\t${r}`),
     `\t}`,
     `\tchain output {`,
-    `\t\ttype nat hook output priority dstnat; policy accept;`,
+    `\t\ttype nat hook output priority -100; policy accept;`,
     ...dnat.map((r) => `\t\tfib daddr type local ip daddr != 127.0.0.0/8 ${r}`),
     `\t}`,
     `\tchain postrouting {`,
@@ -153,13 +157,14 @@ export async function createPod(
 ): Promise<void> {
   await removePod(net, runner);
   try {
-    await runChecked(runner, ["ip", "-batch", "-"], podSetupBatch(net));
+    await runChecked(runner, ["ip", "-batch", "-"], hostSetupBatch(net));
+    await runChecked(runner, ["ip", "-n", net.netns, "-batch", "-"], podSetupBatch(net));
     await runChecked(runner, ["nft", "-f", "-"], hostNftScript(net, ports));
     const podPorts = podPortsNftScript(net, ports);
     if (podPorts) {
       await runChecked(runner, ["ip", "netns", "exec", net.netns, "nft", "-f", "-"], podPorts);
     }
-    await Deno.writeTextFile("/proc/sys/net/ipv4/ip_forward", "1\n");
+    enableHostForwarding();
   } catch (e) {
     await removePod(net, runner).catch(() => {});
     throw new Error(
@@ -197,5 +202,27 @@ function netnsExists(name: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** Slots whose host veth exists on this host (taken by any state dir). */
+export function hostSlotsInUse(netDir = "/sys/class/net"): number[] {
+  const out: number[] = [];
+  try {
+    for (const e of Deno.readDirSync(netDir)) {
+      const m = /^atsa([0-9a-f]{4})$/.exec(e.name);
+      if (m) out.push(parseInt(m[1], 16));
+    }
+  } catch { /* no sysfs */ }
+  return out;
+}
+
+/** Writes 1 to the host's ip_forward (through libc: Deno refuses to open /proc/sys files). */
+function enableHostForwarding(path = "/proc/sys/net/ipv4/ip_forward"): void {
+  const fd = openFd(path, O_WRONLY);
+  try {
+    writeFd(fd, new TextEncoder().encode("1\n"));
+  } finally {
+    closeFd(fd);
   }
 }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { closeFd, O_RDONLY, openFd, readFd } from "../ffi/libc.ts";
 
 /** The fields of `/proc/<pid>/stat` used here. */
 export interface ProcStat {
@@ -47,10 +48,39 @@ export function parseCapEff(status: string): bigint {
   return m ? BigInt(`0x${m[1]}`) : 0n;
 }
 
-/** Reads `/proc/<pid>/stat`; undefined when the process is gone. */
-export function readStat(pid: number): ProcStat | undefined {
+/**
+ * Reads a small /proc file through libc: Deno refuses `/proc/<pid>/...` without --allow-all.
+ * Throws when it does not exist.
+ */
+export async function readProcFile(path: string): Promise<string> {
+  const fd = openFd(path, O_RDONLY);
   try {
-    return parseStat(Deno.readTextFileSync(`/proc/${pid}/stat`));
+    const chunks: Uint8Array[] = [];
+    while (true) {
+      const chunk = await readFd(fd, 65536);
+      if (chunk.length === 0) break;
+      chunks.push(chunk);
+    }
+    return new TextDecoder().decode(concat(chunks));
+  } finally {
+    closeFd(fd);
+  }
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
+}
+
+/** Reads `/proc/<pid>/stat`; undefined when the process is gone. */
+export async function readStat(pid: number): Promise<ProcStat | undefined> {
+  try {
+    return parseStat(await readProcFile(`/proc/${pid}/stat`));
   } catch {
     return undefined;
   }
@@ -60,32 +90,52 @@ export function readStat(pid: number): ProcStat | undefined {
  * Whether `pid` is still the process that started at `startTicks` (not exited, not a zombie,
  * not a recycled pid).
  */
-export function isAlive(pid: number, startTicks: number): boolean {
-  const stat = readStat(pid);
+export async function isAlive(pid: number, startTicks: number): Promise<boolean> {
+  const stat = await readStat(pid);
   return !!stat && stat.startTicks === startTicks && stat.state !== "Z" && stat.state !== "X";
 }
 
+const DIR_SYMBOLS = {
+  opendir: { parameters: ["buffer"], result: "pointer" },
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  closedir: { parameters: ["pointer"], result: "i32" },
+} as const;
+let dirLib: Deno.DynamicLibrary<typeof DIR_SYMBOLS>["symbols"] | undefined;
+/** Offset of `d_name` in glibc's `struct dirent` on LP64 Linux. */
+const D_NAME_OFFSET = 19;
+
+/** The entry names of a directory through libc (Deno refuses to list `/proc`). */
+export function listDir(path: string): string[] {
+  dirLib ??= Deno.dlopen("libc.so.6", DIR_SYMBOLS).symbols;
+  const dir = dirLib.opendir(new TextEncoder().encode(path + "\0"));
+  if (dir === null) throw new Error(`cannot list ${path}`);
+  const names: string[] = [];
+  try {
+    for (let ent = dirLib.readdir(dir); ent !== null; ent = dirLib.readdir(dir)) {
+      names.push(new Deno.UnsafePointerView(ent).getCString(D_NAME_OFFSET));
+    }
+  } finally {
+    dirLib.closedir(dir);
+  }
+  return names;
+}
+
 /** The pids whose parent is `pid`. */
-export function childrenOf(pid: number): number[] {
+export async function childrenOf(pid: number): Promise<number[]> {
   const out: number[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    const stat = readStat(Number(entry.name));
+  for (const name of listDir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = await readStat(Number(name));
     if (stat?.ppid === pid) out.push(stat.pid);
   }
   return out.sort((a, b) => a - b);
 }
 
 /** Resident memory of `pid` in bytes; undefined when it is gone. */
-export function rssBytes(pid: number): number | undefined {
+export async function rssBytes(pid: number): Promise<number | undefined> {
   try {
-    return parseRssBytes(Deno.readTextFileSync(`/proc/${pid}/status`));
+    return parseRssBytes(await readProcFile(`/proc/${pid}/status`));
   } catch {
     return undefined;
   }
-}
-
-/** Seconds since boot now, from `/proc/uptime`. */
-export function uptimeSeconds(): number {
-  return Number(Deno.readTextFileSync("/proc/uptime").split(" ")[0]);
 }

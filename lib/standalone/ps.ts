@@ -6,7 +6,7 @@
  * @module
  */
 import { type Command, parseFlags, UsageError } from "../cli/command.ts";
-import { loadContext, observedState, supervisorAlive } from "./actor.ts";
+import { loadContext, observedState } from "./actor.ts";
 import type { ActorRecord } from "./state.ts";
 import { childrenOf, rssBytes } from "./proc.ts";
 import { formatBytes, formatDuration, table } from "./output.ts";
@@ -27,7 +27,7 @@ export interface PsEntry {
 export function psEntry(
   record: ActorRecord,
   state: string,
-  memory: (pid: number) => number | undefined,
+  memory: number | undefined,
   now: Date,
 ): PsEntry {
   const live = state === "running" || state === "starting";
@@ -36,7 +36,7 @@ export function psEntry(
     name: record.name,
     state,
     pid,
-    memoryBytes: pid !== null ? memory(pid) ?? null : null,
+    memoryBytes: pid !== null ? memory ?? null : null,
     uptimeSeconds: live && record.startedAt
       ? Math.max(0, Math.floor((now.getTime() - Date.parse(record.startedAt)) / 1000))
       : null,
@@ -63,10 +63,12 @@ export function psTable(entries: PsEntry[]): string {
 }
 
 /** Resident memory of what the supervisor `pid` started (its children: the VMM). */
-export function vmmMemory(pid: number): number | undefined {
-  const children = childrenOf(pid);
+export async function vmmMemory(pid: number): Promise<number | undefined> {
+  const children = await childrenOf(pid);
   if (children.length === 0) return undefined;
-  return children.reduce((sum, child) => sum + (rssBytes(child) ?? 0), 0);
+  let sum = 0;
+  for (const child of children) sum += await rssBytes(child) ?? 0;
+  return sum;
 }
 
 export const psCommand: Command = {
@@ -94,10 +96,11 @@ Options:
     for (const name of await ctx.state.names()) {
       const record = await ctx.state.read(name);
       if (!record) continue;
-      const state = observedState(record);
-      entries.push(
-        psEntry(record, state, (pid) => supervisorAlive(record) ? vmmMemory(pid) : undefined, now),
-      );
+      const state = await observedState(record);
+      const memory = record.supervisor && (state === "running" || state === "starting")
+        ? await vmmMemory(record.supervisor.pid)
+        : undefined;
+      entries.push(psEntry(record, state, memory, now));
     }
     console.log(values.json ? JSON.stringify(entries) : psTable(entries));
     return 0;

@@ -103,7 +103,7 @@ Exit codes: 0 running, 1 failed, 2 usage error.`,
     }
     const existing = await ctx.state.read(target);
     if (existing) {
-      const state = observedState(existing);
+      const state = await observedState(existing);
       if (state === "running" || state === "starting") {
         throw new Error(
           `actor ${target} is ${state}: checkpoint or remove it first, or restore with --as NEW`,

@@ -36,7 +36,7 @@ Options:
     for (const name of positionals) {
       try {
         const record = await mustRead(ctx, name);
-        const state = observedState(record);
+        const state = await observedState(record);
         if ((state === "running" || state === "starting") && !values.force) {
           throw new Error(
             `actor ${name} is ${state}: checkpoint it first, or stop it with 'rm --force ${name}'`,

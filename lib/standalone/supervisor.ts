@@ -127,13 +127,13 @@ export async function startSupervisor(options: StartOptions): Promise<Supervisor
   if (!pid) {
     throw new Error(`starting the supervisor ${argv[0]} failed: ${await exited.promise}`);
   }
-  const stat = readStat(pid);
+  const stat = await readStat(pid);
   const supervisor = { pid, startTicks: stat?.startTicks ?? 0 };
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   let exitReason: string | undefined;
   exited.promise.then((r) => exitReason = r);
   while (!(await socketAnswers(options.socket))) {
-    if (exitReason !== undefined || !isAlive(supervisor.pid, supervisor.startTicks)) {
+    if (exitReason !== undefined || !(await isAlive(supervisor.pid, supervisor.startTicks))) {
       const why = exitReason ?? "it exited";
       throw new Error(
         `the supervisor (worker) of ${options.name} exited (${why}) before serving: ` +
@@ -157,7 +157,7 @@ export async function startSupervisor(options: StartOptions): Promise<Supervisor
  * Resolves once it is gone; a supervisor already gone is not an error.
  */
 export async function stopSupervisor(s: Supervisor, graceMs = 15_000): Promise<void> {
-  if (!isAlive(s.pid, s.startTicks)) return;
+  if (!(await isAlive(s.pid, s.startTicks))) return;
   const kill = (sig: Deno.Signal) => {
     try {
       Deno.kill(s.pid, sig);
@@ -165,7 +165,7 @@ export async function stopSupervisor(s: Supervisor, graceMs = 15_000): Promise<v
   };
   kill("SIGTERM");
   const deadline = Date.now() + graceMs;
-  while (isAlive(s.pid, s.startTicks)) {
+  while (await isAlive(s.pid, s.startTicks)) {
     if (Date.now() > deadline) {
       kill("SIGKILL");
     }
