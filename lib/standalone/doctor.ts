@@ -277,7 +277,9 @@ Options:
       console.log(this.help);
       return 0;
     }
-    if (positionals.length) throw new UsageError(`unexpected argument ${positionals[0]}`);
+    if (positionals.length) {
+      throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+    }
     const checks = await runChecks(doctorInputs(values, await loadConfig()));
     const good = checks.every((c) => c.status !== "missing");
     console.log(values.json ? JSON.stringify({ ok: good, checks }) : formatChecks(checks));

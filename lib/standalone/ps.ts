@@ -89,7 +89,9 @@ Options:
       console.log(this.help);
       return 0;
     }
-    if (positionals.length) throw new UsageError(`unexpected argument ${positionals[0]}`);
+    if (positionals.length) {
+      throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+    }
     const ctx = await loadContext();
     const now = new Date();
     const entries: PsEntry[] = [];
