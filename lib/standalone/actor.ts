@@ -107,7 +107,12 @@ export async function activate(
     record.supervisor = supervisor;
     record.state = "starting";
     await ctx.state.write(record);
-    await call(new WorkerClient(socket));
+    const client = new WorkerClient(socket);
+    try {
+      await call(client);
+    } finally {
+      client.close();
+    }
     record.state = "running";
     record.startedAt = new Date().toISOString();
     delete record.error;

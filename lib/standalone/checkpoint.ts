@@ -115,7 +115,12 @@ Options:
     const now = new Date();
     const uri = values.to ? normaliseUri(values.to) : defaultTarget(ctx, name, now);
     const client = new WorkerClient(ctx.state.socket(name));
-    const files = await client.checkpoint(record, uri, RPC_TIMEOUT_MS);
+    let files: string[];
+    try {
+      files = await client.checkpoint(record, uri, RPC_TIMEOUT_MS);
+    } finally {
+      client.close();
+    }
     // The VM is gone from here on: whatever happens, the supervisor has nothing left to run.
     const entry: LineageEntry = { uri, at: now.toISOString(), name };
     const staging = join(ctx.state.dir(name), "push-staging");

@@ -7,7 +7,7 @@
  */
 import * as net from "node:net";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { Ateom, SnapshotScope } from "../../proto/gen/ateom/ateom_pb.ts";
 import type { ActorKey } from "../paths/paths.ts";
 import type { Assets } from "./state.ts";
@@ -45,13 +45,25 @@ function codeName(code: Code): string {
 /** A client of one worker socket. */
 export class WorkerClient {
   readonly #client;
+  readonly #session: Http2SessionManager;
 
   constructor(readonly socketPath: string) {
+    this.#session = new Http2SessionManager("http://localhost", {}, {
+      createConnection: () => net.connect(socketPath),
+    });
     const transport = createGrpcTransport({
       baseUrl: "http://localhost",
-      nodeOptions: { createConnection: () => net.connect(socketPath) },
+      sessionManager: this.#session,
     });
     this.#client = createClient(Ateom, transport);
+  }
+
+  /**
+   * Closes the connection. Call it before the worker goes away: a connection the worker closes
+   * under an idle client can crash Deno's node:http2.
+   */
+  close(): void {
+    this.#session.abort();
   }
 
   async #call<T>(rpc: string, fn: () => Promise<T>): Promise<T> {

@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { closeFd, O_RDONLY, openFd, readFd } from "../ffi/libc.ts";
 
 /** The fields of `/proc/<pid>/stat` used here. */
 export interface ProcStat {
@@ -49,32 +48,26 @@ export function parseCapEff(status: string): bigint {
 }
 
 /**
- * Reads a small /proc file through libc: Deno refuses `/proc/<pid>/...` without --allow-all.
- * Throws when it does not exist.
+ * Reads a small /proc file through libc (synchronous open/read/close): Deno refuses
+ * `/proc/<pid>/...` without --allow-all. Throws when it cannot be read.
  */
-export async function readProcFile(path: string): Promise<string> {
-  const fd = openFd(path, O_RDONLY);
+export function readProcFile(path: string): Promise<string> {
+  const lib = procLib();
+  const fd = lib.open(new TextEncoder().encode(path + "\0"), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Promise.reject(new Error(`cannot open ${path}`));
   try {
     const chunks: Uint8Array[] = [];
+    const buf = new Uint8Array(65536);
     while (true) {
-      const chunk = await readFd(fd, 65536);
-      if (chunk.length === 0) break;
-      chunks.push(chunk);
+      const n = Number(lib.read(fd, buf, BigInt(buf.length)));
+      if (n < 0) return Promise.reject(new Error(`cannot read ${path}`));
+      if (n === 0) break;
+      chunks.push(buf.slice(0, n));
     }
-    return new TextDecoder().decode(concat(chunks));
+    return Promise.resolve(new TextDecoder().decode(concat(chunks)));
   } finally {
-    closeFd(fd);
+    lib.close(fd);
   }
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
 }
 
 /** Reads `/proc/<pid>/stat`; undefined when the process is gone. */
@@ -95,18 +88,27 @@ export async function isAlive(pid: number, startTicks: number): Promise<boolean>
   return !!stat && stat.startTicks === startTicks && stat.state !== "Z" && stat.state !== "X";
 }
 
-const DIR_SYMBOLS = {
+const PROC_SYMBOLS = {
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  close: { parameters: ["i32"], result: "i32" },
   opendir: { parameters: ["buffer"], result: "pointer" },
   readdir: { parameters: ["pointer"], result: "pointer" },
   closedir: { parameters: ["pointer"], result: "i32" },
 } as const;
-let dirLib: Deno.DynamicLibrary<typeof DIR_SYMBOLS>["symbols"] | undefined;
+let lib: Deno.DynamicLibrary<typeof PROC_SYMBOLS>["symbols"] | undefined;
+const O_RDONLY = 0;
+const O_CLOEXEC = 0x80000;
+
+function procLib() {
+  return lib ??= Deno.dlopen("libc.so.6", PROC_SYMBOLS).symbols;
+}
 /** Offset of `d_name` in glibc's `struct dirent` on LP64 Linux. */
 const D_NAME_OFFSET = 19;
 
 /** The entry names of a directory through libc (Deno refuses to list `/proc`). */
 export function listDir(path: string): string[] {
-  dirLib ??= Deno.dlopen("libc.so.6", DIR_SYMBOLS).symbols;
+  const dirLib = procLib();
   const dir = dirLib.opendir(new TextEncoder().encode(path + "\0"));
   if (dir === null) throw new Error(`cannot list ${path}`);
   const names: string[] = [];
@@ -138,4 +140,14 @@ export async function rssBytes(pid: number): Promise<number | undefined> {
   } catch {
     return undefined;
   }
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
 }

@@ -134,7 +134,11 @@ export async function startSupervisor(options: StartOptions): Promise<Supervisor
   exited.promise.then((r) => exitReason = r);
   while (!(await socketAnswers(options.socket))) {
     if (exitReason !== undefined || !(await isAlive(supervisor.pid, supervisor.startTicks))) {
-      const why = exitReason ?? "it exited";
+      // The exit event follows the reaping; give it a moment to say how the worker ended.
+      const why = exitReason ?? await Promise.race([
+        exited.promise,
+        new Promise<string>((r) => setTimeout(() => r("it exited"), 2000)),
+      ]);
       throw new Error(
         `the supervisor (worker) of ${options.name} exited (${why}) before serving: ` +
           `${await tail(options.logFile)}; see ${options.logFile}`,
