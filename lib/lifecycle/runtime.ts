@@ -279,7 +279,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
       const net = await steps.run("setting up the actor network", () => this.#setupNet(undo, 1));
       const vmm = await steps.run(
         "launching cloud-hypervisor",
-        () => this.#launch(assets, vm, undo, log, signal),
+        () => this.#launch(assets, vm, undo, req.actor.id, signal),
       );
       const state = this.#stateOf(req, vm, vmm, {
         baseId: req.actor.id,
@@ -515,7 +515,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
       );
       const vmm = await steps.run(
         "launching cloud-hypervisor",
-        () => this.#launch(assets, vm, undo, log, signal),
+        () => this.#launch(assets, vm, undo, req.actor.id, signal),
       );
       const plan = memoryPlan(vmm.version.major, this.#opts.memoryRestoreMode);
       const state = this.#stateOf(req, vm, vmm, {
@@ -659,13 +659,14 @@ export class MicroVmRuntime implements WorkloadRuntime {
     assets: Assets,
     vm: VmDir,
     undo: Unwind,
-    log: Logger,
+    actorId: string,
     signal: AbortSignal,
   ): Promise<VmmProcess> {
     const vmm = await VmmProcess.launch({
       binary: assets.chBinary,
       apiSocket: vm.apiSocket,
-      logger: log,
+      // The VMM outlives this RPC: its lines carry the actor, not the RPC.
+      logger: this.#log.with({ actor: actorId }),
       signal,
       env: this.#opts.vmmEnv?.(),
       callTimeoutMs: this.#opts.vmmCallTimeoutMs,
