@@ -73,6 +73,8 @@ export interface TestContainer {
   args: string[];
   env?: string[];
   readyz?: { path: string; port: number };
+  /** Adds a file of this many MiB of data to the rootfs (makes the disk build take a while). */
+  bigFileMiB?: number;
 }
 
 export interface WorkerOptions {
@@ -237,6 +239,11 @@ export async function prepareBundles(
       mode: 0o755,
     });
     await Deno.writeTextFile(join(dir, "rootfs/etc/os-release"), "NAME=test\n");
+    if (c.bigFileMiB) {
+      using f = await Deno.open(join(dir, "rootfs/bin/blob"), { write: true, create: true });
+      const chunk = new Uint8Array(1 << 20).fill(0x5a);
+      for (let i = 0; i < c.bigFileMiB; i++) await f.write(chunk);
+    }
     await fixTimes(join(dir, "rootfs"));
     const spec = {
       ociVersion: "1.0.2",
