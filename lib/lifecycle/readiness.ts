@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { ReadyzProbe } from "../api/runtime.ts";
+import { type ReadyzProbe, RuntimeError } from "../api/runtime.ts";
 import { ACTOR_IP } from "../net/plan.ts";
 
 /** What one probe request saw: an HTTP status, or why there was none. */
@@ -87,8 +87,8 @@ function describe(outcome: ProbeOutcome | undefined): string {
 }
 
 /**
- * Polls `probe` of `container` until it answers 2xx. Rejects when `signal` fires, with a message
- * naming the container, the URL and the last answer.
+ * Polls `probe` of `container` until it answers 2xx. Rejects when `signal` fires with a
+ * DEADLINE_EXCEEDED {@link RuntimeError} naming the container, the URL and the last answer.
  */
 export async function waitReady(
   container: string,
@@ -103,7 +103,9 @@ export async function waitReady(
   let last: ProbeOutcome | undefined;
   for (let attempts = 1;; attempts++) {
     if (signal.aborted) {
-      throw new Error(
+      // A RuntimeError keeps this message in the answer instead of the bare deadline status.
+      throw new RuntimeError(
+        "DEADLINE_EXCEEDED",
         `container ${container} did not become ready: GET ${url} last answered ${describe(last)} (${
           attempts - 1
         } attempts before the RPC deadline); check the container's logs`,

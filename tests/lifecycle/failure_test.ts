@@ -22,6 +22,7 @@ import {
   shipCheckpoint,
   startWorker,
   type TestContainer,
+  UNWOUND,
   waitForLine,
   type Worker,
 } from "./harness.ts";
@@ -85,7 +86,7 @@ Deno.test("failure: the kata agent never listens, or accepts and never answers",
     assertStringIncludes(absent.message, "check the guest serial log");
     await assertNoLeaks(w);
 
-    const hangDone = w.logged("RPC failed");
+    const hangDone = w.logged(UNWOUND);
     const hang = await failureOf(
       w.client.runWorkload(runRequest(actor, COUNTER, await assetsOf(w, "double.agent=hang")), {
         timeoutMs: 2000,
@@ -186,7 +187,7 @@ Deno.test("failure: the RPC is cancelled while the rootfs disk is built; the ret
     const mkfsBefore = buildStats.mkfsRuns;
     const abort = new AbortController();
     w.logged("building rootfs disk").then(() => abort.abort());
-    const runDone = w.logged("RPC failed");
+    const runDone = w.logged(UNWOUND);
     const f = await failureOf(
       w.client.runWorkload(runRequest(actor, big, await assetsOf(w)), { signal: abort.signal }),
     );

@@ -108,6 +108,9 @@ export interface Worker {
   stop(): Promise<void>;
 }
 
+/** The worker log line written once a failed activation has been unwound. */
+export const UNWOUND = "activation failed; everything it created was removed";
+
 let workers = 0;
 
 /** Starts a worker for the pod of `fx` under a fresh base path (another "node"). */
