@@ -11,7 +11,7 @@ import { jsonLogger, parseLevel, stdoutSink } from "../log/logger.ts";
 import { onGce } from "../log/gce.ts";
 import { VERSION } from "../cli/version.ts";
 import { startServer } from "./server.ts";
-import { AteomPaths, ateomNetnsName } from "../paths/paths.ts";
+import { ateomNetnsName, AteomPaths } from "../paths/paths.ts";
 import { MicroVmRuntime } from "../lifecycle/runtime.ts";
 import { parseMemoryModeFlag } from "../lifecycle/memory_mode.ts";
 

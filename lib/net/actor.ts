@@ -17,7 +17,15 @@
  *
  * @module
  */
-import { closeFd, Errno, SyscallError } from "../ffi/libc.ts";
+import {
+  closeFd,
+  Errno,
+  O_WRONLY,
+  openFd,
+  readFileOnThread,
+  SyscallError,
+  writeFd,
+} from "../ffi/libc.ts";
 import { inNetns, openTap } from "../ffi/tun.ts";
 import type { Logger } from "../log/logger.ts";
 import { nullLogger } from "../log/logger.ts";
@@ -213,9 +221,10 @@ export function closeTapFds(fds: readonly number[]): void {
  * creating it, so a missing knob is an error rather than a new regular file.
  */
 export function enableIpv4Forwarding(path = IP_FORWARD): void {
-  let file: Deno.FsFile;
+  // Through libc: Deno refuses /proc/sys paths without --allow-all. No O_CREAT: never creates.
+  let fd: number;
   try {
-    file = Deno.openSync(path, { write: true, create: false, truncate: false });
+    fd = openFd(path, O_WRONLY);
   } catch (e) {
     throw new Error(
       `cannot enable IPv4 forwarding: open ${path}: ${(e as Error).message}; ` +
@@ -223,12 +232,11 @@ export function enableIpv4Forwarding(path = IP_FORWARD): void {
     );
   }
   try {
-    const n = file.writeSync(new TextEncoder().encode("1\n"));
-    if (n !== 2) throw new Error(`short write (${n} of 2 bytes)`);
+    writeFd(fd, new TextEncoder().encode("1\n"));
   } catch (e) {
     throw new Error(`cannot enable IPv4 forwarding: write ${path}: ${(e as Error).message}`);
   } finally {
-    file.close();
+    closeFd(fd);
   }
 }
 
@@ -280,7 +288,9 @@ async function deleteLinks(
 
 /** Interface names in a netns (or the calling thread's when `path` is absent). */
 export function linksIn(path?: string): string[] {
-  const read = () => parseProcNetDev(Deno.readTextFileSync("/proc/thread-self/net/dev"));
+  // Through libc: Deno refuses /proc/thread-self paths without --allow-all.
+  const read = () =>
+    parseProcNetDev(new TextDecoder().decode(readFileOnThread("/proc/thread-self/net/dev")));
   return path === undefined ? read() : inNetns(path, read);
 }
 

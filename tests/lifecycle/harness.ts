@@ -17,6 +17,8 @@ import { type RunningServer, startServer } from "../../lib/api/server.ts";
 import { dialHybridVsock } from "../../lib/kata/hvsock.ts";
 import { type Prober, probeRequest, readStatus } from "../../lib/lifecycle/readiness.ts";
 import { MicroVmRuntime, type MicroVmRuntimeOptions } from "../../lib/lifecycle/runtime.ts";
+import { isZombieStat } from "../../lib/lifecycle/state.ts";
+import { readFileOnThread } from "../../lib/ffi/libc.ts";
 import { jsonLogger } from "../../lib/log/logger.ts";
 import { linksIn, netnsPath } from "../../lib/net/actor.ts";
 import { type ActorKey, AteomPaths } from "../../lib/paths/paths.ts";
@@ -95,6 +97,8 @@ export interface Worker {
   socket: string;
   client: AteomClient;
   runtime: MicroVmRuntime;
+  /** What the runtime was built with (to build another, as a restarted worker would). */
+  runtimeOptions: MicroVmRuntimeOptions;
   server: RunningServer;
   /** Worker log lines (parsed JSON). */
   logs: Record<string, unknown>[];
@@ -152,7 +156,7 @@ export async function startWorker(fx: Fixture, options: WorkerOptions): Promise<
     netnsName: fx.interior,
   };
   const fail = [...(options.fail ?? [])];
-  const runtime = new MicroVmRuntime({
+  const runtimeOptions: MicroVmRuntimeOptions = {
     worker,
     logger,
     chBinary: CH_DOUBLE,
@@ -167,7 +171,8 @@ export async function startWorker(fx: Fixture, options: WorkerOptions): Promise<
       CH_DOUBLE_VERSION: String(options.chVersion),
       CH_DOUBLE_FAIL: fail.join(","),
     }),
-  });
+  };
+  const runtime = new MicroVmRuntime(runtimeOptions);
   await runtime.startup();
   const server = await startServer({
     podUid,
@@ -186,6 +191,7 @@ export async function startWorker(fx: Fixture, options: WorkerOptions): Promise<
     socket: server.socketPath,
     client: ateomClient(server.socketPath),
     runtime,
+    runtimeOptions,
     server,
     logs,
     actorLogs,
@@ -371,13 +377,15 @@ export async function waitForLine(
 
 /** Pids of live processes whose command line mentions `needle`. */
 export function processesMentioning(needle: string): number[] {
+  // Deno refuses /proc without --allow-all: list it with ls, read through libc.
+  const listing = new Deno.Command("ls", { args: ["/proc"], stdout: "piped" }).outputSync();
   const pids: number[] = [];
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
+  for (const name of new TextDecoder().decode(listing.stdout).split("\n")) {
+    if (!/^\d+$/.test(name)) continue;
     try {
-      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
-      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      if (cmd.includes(needle) && !/\) Z /.test(stat)) pids.push(Number(e.name));
+      const cmd = new TextDecoder().decode(readFileOnThread(`/proc/${name}/cmdline`));
+      const stat = new TextDecoder().decode(readFileOnThread(`/proc/${name}/stat`));
+      if (cmd.includes(needle) && !isZombieStat(stat)) pids.push(Number(name));
     } catch { /* gone */ }
   }
   return pids;
@@ -400,9 +408,12 @@ async function walk(dir: string, out: string[] = []): Promise<string[]> {
  * Asserts the worker holds nothing of an activation: no VMM process, no VM run directory
  * (sockets, serial log), no activation state, no actor links or nft table, no temp files.
  */
-export async function assertNoLeaks(w: Worker): Promise<void> {
-  assertEquals(processesMentioning(w.base), [], "VMM processes left");
+export async function assertNoLeaks(
+  w: Pick<Worker, "base" | "ateomDir" | "fx">,
+): Promise<void> {
   const vmDir = join(w.ateomDir, "vm");
+  // The VMM's command line names its api socket in the VM run directory.
+  assertEquals(processesMentioning(vmDir), [], "VMM processes left");
   assertEquals(await Deno.lstat(vmDir).then(() => "present", () => "gone"), "gone", vmDir);
   assertEquals(
     await Deno.lstat(join(w.ateomDir, "current-actor")).then(() => "present", () => "gone"),
