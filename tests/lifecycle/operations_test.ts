@@ -19,7 +19,6 @@ import {
   assertNoLeaks,
   assetsOf,
   CH_DOUBLE,
-  checkpointRequest,
   prepareBundles,
   processesMentioning,
   runRequest,
@@ -39,7 +38,7 @@ Deno.test("operations: a restarted worker checkpoints the VM it did not start", 
       await prepareBundles(w, actor, COUNTER);
       await w.client.runWorkload(runRequest(actor, COUNTER, await assetsOf(w)));
       await waitForLine(w, "app", "count 1");
-      const pid = w.runtime.activeState!.vmm.pid;
+      const vmm = w.runtime.activeState!.vmm;
 
       // A new runtime knows nothing in memory: it finds the VM through the actor dir.
       const restarted = new MicroVmRuntime(w.runtimeOptions);
@@ -67,6 +66,7 @@ Deno.test("operations: a restarted worker checkpoints the VM it did not start", 
       assertEquals(snapshotFiles, ["base-id", "config.json", "memory-ranges", "state.json"]);
       assert(w.logs.some((l) => l.msg === "adopting a VM this process did not start"));
       assertEquals(processesMentioning(join(w.ateomDir, "vm")), []);
+      assert(!isSameProcessAlive(vmm.pid, vmm.startTime), "the adopted VMM is still running");
       await assertNoLeaks(w);
     } finally {
       await w.stop();
