@@ -14,6 +14,7 @@ import { createPod, hostSlotsInUse, podNetwork, removePod } from "./network.ts";
 import { socketAnswers, startSupervisor, stopSupervisor } from "./supervisor.ts";
 import { WorkerClient } from "./client.ts";
 import { childrenOf, isAlive } from "./proc.ts";
+import { killVmm, loadState } from "../lifecycle/state.ts";
 
 /** Limit of one Run/Checkpoint/Restore RPC. */
 export const RPC_TIMEOUT_MS = 10 * 60_000;
@@ -128,7 +129,7 @@ export async function activate(
  * Takes `record`'s actor down: stops the supervisor (SIGTERM, the worker shuts down), kills what
  * it left running (the VMM), and removes the pod network. Safe to repeat.
  */
-export async function deactivate(_ctx: Context, record: ActorRecord): Promise<void> {
+export async function deactivate(ctx: Context, record: ActorRecord): Promise<void> {
   const leftovers: number[] = [];
   if (record.supervisor && await supervisorAlive(record)) {
     leftovers.push(...await childrenOf(record.supervisor.pid));
@@ -139,6 +140,12 @@ export async function deactivate(_ctx: Context, record: ActorRecord): Promise<vo
       Deno.kill(pid, "SIGKILL");
     } catch { /* already gone */ }
   }
+  // A VMM whose supervisor died earlier is no longer its child: the worker's persisted
+  // activation state identifies it (pid + start time).
+  const activation = await loadState(ctx.state.worker.actorDir(record.actor)).catch(() =>
+    undefined
+  );
+  if (activation) await killVmm(activation.vmm.pid, activation.vmm.startTime).catch(() => {});
   delete record.supervisor;
   if (podNetworkWanted()) {
     await removePod(podNetwork(record.name, record.slot), new ProcessRunner());

@@ -35,6 +35,7 @@ export interface SnapshotMetadata {
   assets: ActorRecord["assets"];
   memoryMiB?: number;
   vcpus?: number;
+  ports?: ActorRecord["ports"];
   /** Every checkpoint up to and including this one, oldest first. */
   lineage: LineageEntry[];
 }
@@ -132,6 +133,7 @@ Options:
         assets: record.assets,
         memoryMiB: record.memoryMiB,
         vcpus: record.vcpus,
+        ports: record.ports,
         lineage: [...record.lineage, entry],
       });
       const bar = transferProgress("push");

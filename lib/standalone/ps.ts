@@ -9,6 +9,7 @@ import { type Command, parseFlags, UsageError } from "../cli/command.ts";
 import { loadContext, observedState } from "./actor.ts";
 import type { ActorRecord } from "./state.ts";
 import { childrenOf, rssBytes } from "./proc.ts";
+import { isSameProcessAlive, loadState } from "../lifecycle/state.ts";
 import { formatBytes, formatDuration, table } from "./output.ts";
 
 /** One row of `ps --json`. */
@@ -62,8 +63,15 @@ export function psTable(entries: PsEntry[]): string {
   );
 }
 
-/** Resident memory of what the supervisor `pid` started (its children: the VMM). */
-export async function vmmMemory(pid: number): Promise<number | undefined> {
+/**
+ * Resident memory of the actor's VMM: the process the worker recorded in its activation state,
+ * else what the supervisor `pid` started (its children).
+ */
+export async function vmmMemory(pid: number, actorDir: string): Promise<number | undefined> {
+  const activation = await loadState(actorDir).catch(() => undefined);
+  if (activation && isSameProcessAlive(activation.vmm.pid, activation.vmm.startTime)) {
+    return await rssBytes(activation.vmm.pid);
+  }
   const children = await childrenOf(pid);
   if (children.length === 0) return undefined;
   let sum = 0;
@@ -100,7 +108,7 @@ Options:
       if (!record) continue;
       const state = await observedState(record);
       const memory = record.supervisor && (state === "running" || state === "starting")
-        ? await vmmMemory(record.supervisor.pid)
+        ? await vmmMemory(record.supervisor.pid, ctx.state.worker.actorDir(record.actor))
         : undefined;
       entries.push(psEntry(record, state, memory, now));
     }

@@ -136,7 +136,7 @@ Exit codes: 0 running, 1 failed, 2 usage error.`,
         assets: chosen.assets,
         memoryMiB: chosen.memoryMiB,
         vcpus: chosen.vcpus,
-        ports: values.port ? shape.ports : record.ports,
+        ports: values.port ? shape.ports : existing?.ports ?? origin?.ports ?? [],
         lineage: metadata?.lineage ?? source?.lineage ?? [{ uri, at: "", name }],
       });
       await ctx.state.write(record);

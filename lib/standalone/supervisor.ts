@@ -6,7 +6,7 @@
  * tears its actor down and removes its socket).
  *
  * The worker is this same program: the compiled binary runs itself, otherwise the Deno running
- * main.ts runs it again with the launcher's permissions. `$ATEOM_MICROVM_WORKER` (a JSON array of
+ * main.ts runs it again as the launcher does (`--allow-all`: FFI grants everything anyway). `$ATEOM_MICROVM_WORKER` (a JSON array of
  * argv words placed before `serve ...`) replaces that, for tests and wrappers (e.g. `ip netns exec`).
  *
  * @module
@@ -19,15 +19,7 @@ import { isAlive, readStat } from "./proc.ts";
 
 export const WORKER_ENV = "ATEOM_MICROVM_WORKER";
 
-const PERMS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-net",
-  "--allow-run",
-  "--allow-env",
-  "--allow-ffi",
-  "--allow-sys",
-];
+const PERMS = ["--allow-all"];
 
 /** The argv that runs this program (before its subcommand). */
 export function selfArgv(env = Deno.env.get(WORKER_ENV)): string[] {
