@@ -152,9 +152,12 @@ export async function deactivate(ctx: Context, record: ActorRecord): Promise<voi
   }
 }
 
-/** Progress of push/pull: one bar per file on a terminal, plain lines otherwise. */
+/**
+ * Progress of push/pull on stderr: one bar per file on a terminal; off a terminal, plain lines (a
+ * file's first update, one every 5 s, and its total).
+ */
 export function transferProgress(verb: string) {
-  const enabled = Deno.stderr.isTerminal();
+  const enabled = true;
   let current = "";
   let bar = progress(verb, false);
   let last = 0;

@@ -10,6 +10,7 @@ import { assert, assertEquals, assertMatch, assertStringIncludes } from "../asse
 import { startS3Server } from "../s3_server.ts";
 import {
   assertNoHostLeftovers,
+  BIN,
   type Cli,
   DENO,
   hostLinks,
@@ -213,9 +214,12 @@ Deno.test("cli: a tampered snapshot is refused and leaves no actor behind", asyn
     await Deno.writeTextFile(join(snap, "state.json"), "{}");
     const r = await cli.run("restore", name, "--from", snap, "--as", `${name}-x`);
     assertEquals(r.code, 1);
+    // Off a terminal, pull reports each file as plain lines before the one-line error.
+    const lines = r.stderr.trimEnd().split("\n");
+    assertMatch(lines[0], /^pull base-id|^pull config\.json \d+ B /);
     assertMatch(
-      r.stderr,
-      /^ateom-microvm restore: state\.json from file:\/\/\S+ does not match the manifest .*: the snapshot was modified or corrupted\n$/,
+      lines.at(-1)!,
+      /^ateom-microvm restore: state\.json from file:\/\/\S+ does not match the manifest .*: the snapshot was modified or corrupted$/,
     );
     assertEquals((await ps(cli)).map((e) => e.name), [name]);
     assertNoHostLeftovers(`${name}-x`);
@@ -238,5 +242,40 @@ Deno.test("cli: a worker that cannot start is reported with its log, nothing lef
     );
     assertEquals(await ps(cli), []);
     assertNoHostLeftovers(name);
+  });
+});
+
+Deno.test("cli: logs -f follows until the supervisor exits", async () => {
+  await withCli(WORKER_ENV, async (cli) => {
+    const name = `follow-${Deno.pid}`;
+    const work = join(cli.stateDir, "work");
+    await Deno.mkdir(work);
+    const bundle = await writeBundle(join(work, "bundle"), ["counter"]);
+    await cli.ok("run", name, "--bundle", bundle, ...(await assets(work)));
+    const follower = new Deno.Command(BIN, {
+      args: ["logs", "-f", name],
+      env: cli.env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const reader = follower.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    while (!seen.includes("Actor started\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += value;
+    }
+    assertEquals(seen, "Actor starting\ncount 1\nActor started\n");
+    // The checkpoint stops the supervisor: the follower prints the last lines and exits 0.
+    await cli.ok("checkpoint", name, "--to", `file://${work}/snap/`);
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += value;
+    }
+    assertEquals((await follower.status).code, 0);
+    assertStringIncludes(seen, "Actor checkpointing\nActor checkpointed\n");
+    await follower.stderr.cancel();
   });
 });
