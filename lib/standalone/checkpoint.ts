@@ -22,6 +22,7 @@ import {
 } from "./actor.ts";
 import { WorkerClient } from "./client.ts";
 import type { ActorRecord, LineageEntry } from "./state.ts";
+import { withActorLock } from "./lock.ts";
 import { asUsage, printResult } from "./output.ts";
 
 /** The extra file a standalone checkpoint carries. */
@@ -105,57 +106,61 @@ Options:
     const [name] = expectPositionals(positionals, ["name"]);
     asUsage(() => validateName(name));
     const ctx = await loadContext();
-    const record = await mustRead(ctx, name);
-    const state = await observedState(record);
-    if (state !== "running") {
-      throw new Error(
-        `cannot checkpoint ${name}: it is ${state}, not running` +
-          (state === "dead" ? `; see 'ateom-microvm logs ${name}' and remove it with 'rm'` : ""),
-      );
-    }
-    const now = new Date();
-    const uri = values.to ? normaliseUri(values.to) : defaultTarget(ctx, name, now);
-    const client = new WorkerClient(ctx.state.socket(name));
-    let files: string[];
-    try {
-      files = await client.checkpoint(record, uri, RPC_TIMEOUT_MS);
-    } finally {
-      client.close();
-    }
-    // The VM is gone from here on: whatever happens, the supervisor has nothing left to run.
-    const entry: LineageEntry = { uri, at: now.toISOString(), name };
-    const staging = join(ctx.state.dir(name), "push-staging");
-    try {
-      await stage(ctx.state.worker.checkpointStateDir(record.actor), files, staging, {
-        version: 1,
-        name,
-        bundle: record.bundle,
-        assets: record.assets,
-        memoryMiB: record.memoryMiB,
-        vcpus: record.vcpus,
-        ports: record.ports,
-        lineage: [...record.lineage, entry],
-      });
-      const bar = transferProgress("push");
-      await pushSnapshot(staging, uri, { onProgress: bar.update });
-      bar.end();
-      record.lineage.push(entry);
-      record.state = "checkpointed";
-      delete record.startedAt;
-    } catch (e) {
-      record.state = "failed";
-      record.error = (e as Error).message;
-      throw new Error(
-        `checkpoint of ${name} was taken but not stored: ${(e as Error).message}; the files are ` +
-          `in ${ctx.state.worker.checkpointStateDir(record.actor)}, push them with ` +
-          `'ateom-microvm push DIR URI'`,
-      );
-    } finally {
-      await Deno.remove(staging, { recursive: true }).catch(() => {});
-      await deactivate(ctx, record);
-      await ctx.state.write(record);
-    }
-    printResult(values.json, { name, uri, files: [...files].sort() }, uri);
-    return 0;
+    return await withActorLock(ctx.state.actorsDir(), name, async () => {
+      const record = await mustRead(ctx, name);
+      const state = await observedState(record);
+      if (state !== "running") {
+        throw new Error(
+          `cannot checkpoint ${name}: it is ${state}, not running` +
+            (state === "dead" ? `; see 'ateom-microvm logs ${name}' and remove it with 'rm'` : ""),
+        );
+      }
+      const now = new Date();
+      const uri = values.to ? normaliseUri(values.to) : defaultTarget(ctx, name, now);
+      const client = new WorkerClient(ctx.state.socket(name));
+      let files: string[];
+      try {
+        files = await client.checkpoint(record, uri, RPC_TIMEOUT_MS);
+      } finally {
+        client.close();
+      }
+      // The VM is gone from here on: whatever happens, the supervisor has nothing left to run.
+      const entry: LineageEntry = { uri, at: now.toISOString(), name };
+      const staging = join(ctx.state.dir(name), "push-staging");
+      try {
+        await stage(ctx.state.worker.checkpointStateDir(record.actor), files, staging, {
+          version: 1,
+          name,
+          bundle: record.bundle,
+          assets: record.assets,
+          memoryMiB: record.memoryMiB,
+          vcpus: record.vcpus,
+          ports: record.ports,
+          lineage: [...record.lineage, entry],
+        });
+        const bar = transferProgress("push");
+        await pushSnapshot(staging, uri, { onProgress: bar.update });
+        bar.end();
+        record.lineage.push(entry);
+        record.state = "checkpointed";
+        delete record.startedAt;
+      } catch (e) {
+        record.state = "failed";
+        record.error = (e as Error).message;
+        throw new Error(
+          `checkpoint of ${name} was taken but not stored: ${
+            (e as Error).message
+          }; the files are ` +
+            `in ${ctx.state.worker.checkpointStateDir(record.actor)}, push them with ` +
+            `'ateom-microvm push DIR URI'`,
+        );
+      } finally {
+        await Deno.remove(staging, { recursive: true }).catch(() => {});
+        await deactivate(ctx, record);
+        await ctx.state.write(record);
+      }
+      printResult(values.json, { name, uri, files: [...files].sort() }, uri);
+      return 0;
+    });
   },
 };

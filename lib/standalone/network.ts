@@ -149,13 +149,24 @@ export function hostNftDeleteScript(net: PodNetwork): string {
   return `add table ip ${net.table}\ndelete table ip ${net.table}\n`;
 }
 
-/** Builds the pod network (removing a leftover of the same slot first). Unwinds on failure. */
+/**
+ * Builds the pod network. Refuses when a netns of the actor's name exists already: it belongs to
+ * an actor of the same name in another state dir, or is a leftover (`rm --force` removes those of
+ * this state dir). Unwinds on failure.
+ */
 export async function createPod(
   net: PodNetwork,
   ports: readonly PortMapping[],
   runner: CommandRunner,
 ): Promise<void> {
-  await removePod(net, runner);
+  const taken = [net.netns, net.interiorNetns].filter(netnsExists);
+  if (taken.length) {
+    throw new Error(
+      `network namespace ${taken.join(" and ")} already exists: an actor of this name runs ` +
+        `from another state dir, or it is left from a crash (then 'ip netns delete ${taken[0]}')`,
+    );
+  }
+  await runner.run(["nft", "-f", "-"], hostNftDeleteScript(net));
   try {
     await runChecked(runner, ["ip", "-batch", "-"], hostSetupBatch(net));
     await runChecked(runner, ["ip", "-n", net.netns, "-batch", "-"], podSetupBatch(net));

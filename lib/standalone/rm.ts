@@ -9,6 +9,7 @@ import { type Command, parseFlags, UsageError } from "../cli/command.ts";
 import { validateName } from "./config.ts";
 import { deactivate, loadContext, mustRead, observedState } from "./actor.ts";
 import { forget } from "./run.ts";
+import { withActorLock } from "./lock.ts";
 import { asUsage } from "./output.ts";
 
 export const rmCommand: Command = {
@@ -35,15 +36,7 @@ Options:
     let failed = 0;
     for (const name of positionals) {
       try {
-        const record = await mustRead(ctx, name);
-        const state = await observedState(record);
-        if ((state === "running" || state === "starting") && !values.force) {
-          throw new Error(
-            `actor ${name} is ${state}: checkpoint it first, or stop it with 'rm --force ${name}'`,
-          );
-        }
-        await deactivate(ctx, record);
-        await forget(ctx, record);
+        await withActorLock(ctx.state.actorsDir(), name, () => remove(name));
         console.log(name);
       } catch (e) {
         console.error(`ateom-microvm rm: ${(e as Error).message}`);
@@ -51,5 +44,17 @@ Options:
       }
     }
     return failed ? 1 : 0;
+
+    async function remove(name: string) {
+      const record = await mustRead(ctx, name);
+      const state = await observedState(record);
+      if ((state === "running" || state === "starting") && !values.force) {
+        throw new Error(
+          `actor ${name} is ${state}: checkpoint it first, or stop it with 'rm --force ${name}'`,
+        );
+      }
+      await deactivate(ctx, record);
+      await forget(ctx, record);
+    }
   },
 };

@@ -10,6 +10,7 @@ import { activate, type Context, loadContext, RPC_TIMEOUT_MS, usedSlots } from "
 import { checkBundle, copyBundle, kataConfigOverride, resolveAssets } from "./bundle.ts";
 import { type ActorRecord, CONTAINER, type PortMapping, StateDir } from "./state.ts";
 import { freeSlot, parsePort } from "./network.ts";
+import { withActorLock } from "./lock.ts";
 import { asUsage, printResult } from "./output.ts";
 
 /** The flags `run` and `restore` share: the runtime assets and the guest size. */
@@ -142,28 +143,31 @@ Defaults come from the config file (see docs/quickstart.md). Exit codes: 0 runni
     }
     const [name] = expectPositionals(positionals, ["name"]);
     asUsage(() => validateName(name));
-    if (!values.bundle) throw new UsageError("missing --bundle DIR");
+    const bundleArg = values.bundle;
+    if (!bundleArg) throw new UsageError("missing --bundle DIR");
     const shape = parseShape(values);
     const ctx = await loadContext();
-    const existing = await ctx.state.read(name);
-    if (existing) {
-      throw new Error(
-        `an actor named ${name} already exists (${existing.state}): remove it with ` +
-          `'ateom-microvm rm ${name}' or pick another name`,
-      );
-    }
-    const bundle = await checkBundle(values.bundle);
-    const chosen = await chooseAssets(ctx, name, values, shape);
-    const record = await newRecord(ctx, name, bundle, chosen, shape.ports);
-    try {
-      await ctx.state.write(record);
-      await copyBundle(bundle, ctx.state.worker.bundleDir(record.actor, CONTAINER));
-      await activate(ctx, record, (client) => client.run(record, RPC_TIMEOUT_MS));
-    } catch (e) {
-      await forget(ctx, record);
-      throw e;
-    }
-    printResult(values.json, { name, state: record.state, pid: record.supervisor?.pid }, name);
-    return 0;
+    return await withActorLock(ctx.state.actorsDir(), name, async () => {
+      const existing = await ctx.state.read(name);
+      if (existing) {
+        throw new Error(
+          `an actor named ${name} already exists (${existing.state}): remove it with ` +
+            `'ateom-microvm rm ${name}' or pick another name`,
+        );
+      }
+      const bundle = await checkBundle(bundleArg);
+      const chosen = await chooseAssets(ctx, name, values, shape);
+      const record = await newRecord(ctx, name, bundle, chosen, shape.ports);
+      try {
+        await ctx.state.write(record);
+        await copyBundle(bundle, ctx.state.worker.bundleDir(record.actor, CONTAINER));
+        await activate(ctx, record, (client) => client.run(record, RPC_TIMEOUT_MS));
+      } catch (e) {
+        await forget(ctx, record);
+        throw e;
+      }
+      printResult(values.json, { name, state: record.state, pid: record.supervisor?.pid }, name);
+      return 0;
+    });
   },
 };

@@ -75,3 +75,21 @@ Deno.test("pod network: created, publishes a host port, removed without leftover
   const tables = await runChecked(runner, ["nft", "list", "tables"]);
   assertEquals(tables.includes(`ateom_sa_${net.slot}\n`), false);
 });
+
+Deno.test("pod network: refuses a name whose netns exists (another state dir)", async () => {
+  const runner = new ProcessRunner();
+  const name = `podtaken-${Deno.pid}`;
+  const net = podNetwork(name, freeSlot(hostSlotsInUse()));
+  await runChecked(runner, ["ip", "netns", "add", net.netns]);
+  try {
+    const err = await createPod(net, [], runner).then(() => undefined, (e: Error) => e);
+    assertEquals(
+      err?.message,
+      `network namespace ${net.netns} already exists: an actor of this name runs from another ` +
+        `state dir, or it is left from a crash (then 'ip netns delete ${net.netns}')`,
+    );
+    assertEquals(hostLinks().includes(net.hostVeth), false);
+  } finally {
+    await runChecked(runner, ["ip", "netns", "delete", net.netns]);
+  }
+});
