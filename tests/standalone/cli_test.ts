@@ -133,7 +133,11 @@ async function lifecycle(cli: Cli, name: string, store: (n: number) => string) {
 
   // Second generation, restored under another name.
   const second = store(2);
-  await cli.ok("checkpoint", name, "--to", second);
+  assertEquals(JSON.parse(await cli.ok("checkpoint", "--json", name, "--to", second)), {
+    name,
+    uri: second,
+    files: ["config.json", "memory-ranges", "state.json"],
+  });
   const other = `${name}-b`;
   assertEquals(await cli.ok("restore", name, "--as", other), `${other}\n`);
   assertStringIncludes(await cli.ok("logs", other), "count 3\n");

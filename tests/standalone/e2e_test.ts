@@ -53,7 +53,7 @@ async function flow(cli: Cli, name: string, store: (n: number) => string) {
   ];
 
   assertEquals(
-    await cli.ok("run", name, "--bundle", bundle, ...assets, "--memory", "128M"),
+    await cli.ok("run", name, "--bundle", bundle, ...assets, "--memory", "128M", "--vcpus", "2"),
     `${name}\n`,
   );
   const [running] = JSON.parse(await cli.ok("ps", "--json")) as PsEntry[];
@@ -93,6 +93,9 @@ Deno.test("e2e: run → checkpoint file:// → rm → restore → --as, the coun
   await withCli(DOUBLES, async (cli) => {
     const snaps = join(cli.stateDir, "snaps");
     await flow(cli, `e2e-${Deno.pid}`, (n) => `file://${snaps}/gen${n}/`);
+    // --memory/--vcpus reached the VM through the kata config override.
+    const vm = JSON.parse(await Deno.readTextFile(join(snaps, "gen1", "config.json")));
+    assertEquals([vm.memory.size, vm.cpus.boot_vcpus], [128 * 1024 * 1024, 2]);
   });
 });
 
