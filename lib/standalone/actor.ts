@@ -16,6 +16,8 @@ import { WorkerClient } from "./client.ts";
 import { childrenOf, isAlive } from "./proc.ts";
 import { killVmm, loadState } from "../lifecycle/state.ts";
 
+const INTERRUPTS: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+
 /** Limit of one Run/Checkpoint/Restore RPC. */
 export const RPC_TIMEOUT_MS = 10 * 60_000;
 
@@ -85,7 +87,7 @@ function podNetworkWanted(): boolean {
 export async function activate(
   ctx: Context,
   record: ActorRecord,
-  call: (client: WorkerClient) => Promise<void>,
+  call: (client: WorkerClient, signal: AbortSignal) => Promise<void>,
 ): Promise<ActorRecord> {
   const runner = new ProcessRunner();
   const net = podNetwork(record.name, record.slot);
@@ -96,8 +98,13 @@ export async function activate(
         `'ateom-microvm rm --force ${record.name}' first`,
     );
   }
-  if (podNetworkWanted()) await createPod(net, record.ports, runner);
+  // Ctrl-C (or SIGTERM) from here on cancels the activation: the RPC is cancelled (the worker
+  // unwinds what it built) and the catch below takes the rest down; the command exits 130.
+  const interrupt = new AbortController();
+  const onSignal = () => interrupt.abort();
+  for (const sig of INTERRUPTS) Deno.addSignalListener(sig, onSignal);
   try {
+    if (podNetworkWanted()) await createPod(net, record.ports, runner);
     const supervisor = await startSupervisor({
       name: record.name,
       stateDir: ctx.state.root,
@@ -110,7 +117,7 @@ export async function activate(
     await ctx.state.write(record);
     const client = new WorkerClient(socket);
     try {
-      await call(client);
+      await call(client, interrupt.signal);
     } finally {
       client.close();
     }
@@ -122,6 +129,8 @@ export async function activate(
   } catch (e) {
     await deactivate(ctx, record).catch(() => {});
     throw e;
+  } finally {
+    for (const sig of INTERRUPTS) Deno.removeSignalListener(sig, onSignal);
   }
 }
 

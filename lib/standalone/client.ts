@@ -27,6 +27,14 @@ export class WorkerCallError extends Error {
   }
 }
 
+/** The user interrupted the command (SIGINT/SIGTERM) while the RPC ran; it was cancelled. */
+export class InterruptedError extends Error {
+  constructor(rpc: string) {
+    super(`interrupted: ${rpc} was cancelled and everything it started is removed again`);
+    this.name = "InterruptedError";
+  }
+}
+
 /** The `runtime_asset_paths` map upstream's worker reads. */
 export function runtimeAssetPaths(assets: Assets): Record<string, string> {
   const out: Record<string, string> = {
@@ -71,6 +79,7 @@ export class WorkerClient {
       return await fn();
     } catch (e) {
       const err = ConnectError.from(e);
+      if (err.code === Code.Canceled) throw new InterruptedError(rpc);
       throw new WorkerCallError(rpc, codeName(err.code), err.rawMessage);
     }
   }
@@ -86,8 +95,11 @@ export class WorkerClient {
   }
 
   /** RunWorkload; resolves once the actor runs. */
-  async run(t: WorkloadTarget, timeoutMs: number): Promise<void> {
-    await this.#call("RunWorkload", () => this.#client.runWorkload(this.#base(t), { timeoutMs }));
+  async run(t: WorkloadTarget, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    await this.#call(
+      "RunWorkload",
+      () => this.#client.runWorkload(this.#base(t), { timeoutMs, signal }),
+    );
   }
 
   /** CheckpointWorkload (scope FULL); returns the files written in `checkpoint-state/`. */
@@ -102,12 +114,17 @@ export class WorkerClient {
   }
 
   /** RestoreWorkload (scope FULL) from `restore-state/`; resolves once the actor runs. */
-  async restore(t: WorkloadTarget, uri: string, timeoutMs: number): Promise<void> {
+  async restore(
+    t: WorkloadTarget,
+    uri: string,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<void> {
     await this.#call("RestoreWorkload", () =>
       this.#client.restoreWorkload({
         ...this.#base(t),
         snapshotUriPrefix: uri,
         scope: SnapshotScope.FULL,
-      }, { timeoutMs }));
+      }, { timeoutMs, signal }));
   }
 }

@@ -6,6 +6,7 @@
  */
 import { UsageError } from "../cli/command.ts";
 import { formatBytes } from "../cli/progress.ts";
+import { InterruptedError } from "./client.ts";
 
 export { formatBytes };
 
@@ -39,4 +40,21 @@ export function formatDuration(seconds: number): string {
   if (s < 3600) return `${Math.floor(s / 60)}m${s % 60}s`;
   if (s < 86400) return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m`;
   return `${Math.floor(s / 86400)}d${Math.floor((s % 86400) / 3600)}h`;
+}
+
+/** Exit code of a command the user interrupted (128 + SIGINT). */
+export const EXIT_INTERRUPTED = 130;
+
+/**
+ * Runs a command body; an {@link InterruptedError} becomes its one-line message and exit code 130
+ * instead of an error.
+ */
+export async function interruptible(command: string, fn: () => Promise<number>): Promise<number> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (!(e instanceof InterruptedError)) throw e;
+    console.error(`ateom-microvm ${command}: ${e.message}`);
+    return EXIT_INTERRUPTED;
+  }
 }

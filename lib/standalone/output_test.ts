@@ -28,6 +28,7 @@ const record: ActorRecord = {
 Deno.test("ps: entry and table", () => {
   const now = new Date("2026-01-01T01:02:03.000Z");
   const running = psEntry(record, "running", 64 << 20, now);
+  assertEquals(running.address, "10.213.0.2");
   assertEquals(running.pid, 123);
   assertEquals(running.memoryBytes, 64 << 20);
   assertEquals(running.uptimeSeconds, 3723);

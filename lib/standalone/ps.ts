@@ -10,6 +10,7 @@ import { loadContext, observedState } from "./actor.ts";
 import type { ActorRecord } from "./state.ts";
 import { childrenOf, rssBytes } from "./proc.ts";
 import { isSameProcessAlive, loadState } from "../lifecycle/state.ts";
+import { podNetwork } from "./network.ts";
 import { formatBytes, formatDuration, table } from "./output.ts";
 
 /** One row of `ps --json`. */
@@ -20,6 +21,8 @@ export interface PsEntry {
   memoryBytes: number | null;
   uptimeSeconds: number | null;
   ports: string[];
+  /** The pod IP: the actor's port 80 answers on it from the host. */
+  address: string;
   lineage: { uri: string; at: string; name: string }[];
   error?: string;
 }
@@ -42,6 +45,7 @@ export function psEntry(
       ? Math.max(0, Math.floor((now.getTime() - Date.parse(record.startedAt)) / 1000))
       : null,
     ports: record.ports.map((p) => `${p.host}:${p.guest}`),
+    address: podNetwork(record.name, record.slot).podIp,
     lineage: record.lineage,
     ...(record.error ? { error: record.error } : {}),
   };
@@ -90,7 +94,8 @@ run or restore, published PORTS, and SNAPSHOTS (how many checkpoints it descends
 newest).
 
 Options:
-  --json   print a JSON array (memoryBytes, uptimeSeconds, the whole lineage)`,
+  --json   print a JSON array (memoryBytes, uptimeSeconds, address: the pod IP whose port 80
+           reaches the actor from this host, the whole lineage)`,
   async run(args) {
     const { values, positionals, help } = parseFlags(args, { json: { type: "boolean" } });
     if (help) {

@@ -25,7 +25,7 @@ import { ASSET_FLAGS, ASSET_HELP, chooseAssets, forget, newRecord, parseShape } 
 import { METADATA_FILE, normaliseUri, type SnapshotMetadata } from "./checkpoint.ts";
 import { type ActorRecord, CONTAINER } from "./state.ts";
 import { withActorLock } from "./lock.ts";
-import { asUsage, printResult } from "./output.ts";
+import { asUsage, interruptible, printResult } from "./output.ts";
 
 /** The newest snapshot dir of `name` under the state dir that has a manifest, as a URI. */
 export async function newestLocalSnapshot(ctx: Context, name: string): Promise<string | undefined> {
@@ -76,7 +76,7 @@ Options:
                            snapshot; needed when that path does not exist on this host)
 ${ASSET_HELP}
 
-Exit codes: 0 running, 1 failed, 2 usage error.`,
+Exit codes: 0 running, 1 failed, 2 usage error, 130 interrupted (Ctrl-C).`,
   async run(args) {
     const { values, positionals, help } = parseFlags(args, {
       from: { type: "string" },
@@ -94,83 +94,90 @@ Exit codes: 0 running, 1 failed, 2 usage error.`,
     asUsage(() => validateName(target, "--as"));
     const shape = parseShape(values);
     const ctx = await loadContext();
-    return await withActorLock(ctx.state.actorsDir(), target, async () => {
-      const source = await ctx.state.read(name);
-      const uri = values.from
-        ? normaliseUri(values.from)
-        : source?.lineage.at(-1)?.uri ?? await newestLocalSnapshot(ctx, name);
-      if (!uri) {
-        throw new Error(`no checkpoint of ${name} is known here: pass --from URI`);
-      }
-      const existing = await ctx.state.read(target);
-      if (existing) {
-        const state = await observedState(existing);
-        if (state === "running" || state === "starting") {
-          throw new Error(
-            `actor ${target} is ${state}: checkpoint or remove it first, or restore with --as NEW`,
-          );
-        }
-        await deactivate(ctx, existing);
-      }
+    return await interruptible(
+      this.name,
+      () =>
+        withActorLock(ctx.state.actorsDir(), target, async () => {
+          const source = await ctx.state.read(name);
+          const uri = values.from
+            ? normaliseUri(values.from)
+            : source?.lineage.at(-1)?.uri ?? await newestLocalSnapshot(ctx, name);
+          if (!uri) {
+            throw new Error(`no checkpoint of ${name} is known here: pass --from URI`);
+          }
+          const existing = await ctx.state.read(target);
+          if (existing) {
+            const state = await observedState(existing);
+            if (state === "running" || state === "starting") {
+              throw new Error(
+                `actor ${target} is ${state}: checkpoint or remove it first, or restore with --as NEW`,
+              );
+            }
+            await deactivate(ctx, existing);
+          }
 
-      let record: ActorRecord | undefined;
-      try {
-        const key = { namespace: "standalone", template: target, id: target };
-        const restoreDir = ctx.state.worker.restoreStateDir(key);
-        await Deno.remove(restoreDir, { recursive: true }).catch(() => {});
-        await Deno.mkdir(ctx.state.worker.actorDir(key), { recursive: true, mode: 0o700 });
-        const bar = transferProgress("pull");
-        await pullSnapshot(uri, restoreDir, { onProgress: bar.update });
-        bar.end();
-        const metadata = await readMetadata(restoreDir);
-        const origin = metadata ?? source;
-        const bundlePath = values.bundle ?? origin?.bundle;
-        if (!bundlePath) {
-          throw new Error(`the snapshot at ${uri} does not record its bundle: pass --bundle DIR`);
-        }
-        const bundle = await checkBundle(bundlePath);
-        const fallback = origin ? { ...(source ?? {}), ...origin } as ActorRecord : undefined;
-        const chosen = await chooseAssets(ctx, target, values, shape, fallback);
-        record = existing ?? await newRecord(ctx, target, bundle, chosen, shape.ports);
-        Object.assign(record, {
-          bundle,
-          assets: chosen.assets,
-          memoryMiB: chosen.memoryMiB,
-          vcpus: chosen.vcpus,
-          ports: values.port ? shape.ports : existing?.ports ?? origin?.ports ?? [],
-          lineage: metadata?.lineage ?? source?.lineage ?? [{ uri, at: "", name }],
-        });
-        await ctx.state.write(record);
-        const bundleDir = ctx.state.worker.bundleDir(record.actor, CONTAINER);
-        try {
-          await Deno.stat(join(bundleDir, "config.json"));
-        } catch {
-          await copyBundle(bundle, bundleDir);
-        }
-        const activeRecord = record;
-        await activate(ctx, record, (client) => client.restore(activeRecord, uri, RPC_TIMEOUT_MS));
-      } catch (e) {
-        if (record && !existing) {
-          await forget(ctx, record);
-        } else if (existing) {
-          const failed = record ?? existing;
-          failed.state = "failed";
-          failed.error = (e as Error).message;
-          await ctx.state.write(failed);
-        } else {
-          await Deno.remove(
-            ctx.state.worker.actorDir({
-              namespace: "standalone",
-              template: target,
-              id: target,
-            }),
-            { recursive: true },
-          ).catch(() => {});
-        }
-        throw e;
-      }
-      printResult(values.json, { name: target, state: record.state, from: uri }, target);
-      return 0;
-    });
+          let record: ActorRecord | undefined;
+          try {
+            const key = { namespace: "standalone", template: target, id: target };
+            const restoreDir = ctx.state.worker.restoreStateDir(key);
+            await Deno.remove(restoreDir, { recursive: true }).catch(() => {});
+            await Deno.mkdir(ctx.state.worker.actorDir(key), { recursive: true, mode: 0o700 });
+            const bar = transferProgress("pull");
+            await pullSnapshot(uri, restoreDir, { onProgress: bar.update });
+            bar.end();
+            const metadata = await readMetadata(restoreDir);
+            const origin = metadata ?? source;
+            const bundlePath = values.bundle ?? origin?.bundle;
+            if (!bundlePath) {
+              throw new Error(
+                `the snapshot at ${uri} does not record its bundle: pass --bundle DIR`,
+              );
+            }
+            const bundle = await checkBundle(bundlePath);
+            const fallback = origin ? { ...(source ?? {}), ...origin } as ActorRecord : undefined;
+            const chosen = await chooseAssets(ctx, target, values, shape, fallback);
+            record = existing ?? await newRecord(ctx, target, bundle, chosen, shape.ports);
+            Object.assign(record, {
+              bundle,
+              assets: chosen.assets,
+              memoryMiB: chosen.memoryMiB,
+              vcpus: chosen.vcpus,
+              ports: values.port ? shape.ports : existing?.ports ?? origin?.ports ?? [],
+              lineage: metadata?.lineage ?? source?.lineage ?? [{ uri, at: "", name }],
+            });
+            await ctx.state.write(record);
+            const bundleDir = ctx.state.worker.bundleDir(record.actor, CONTAINER);
+            try {
+              await Deno.stat(join(bundleDir, "config.json"));
+            } catch {
+              await copyBundle(bundle, bundleDir);
+            }
+            const activeRecord = record;
+            await activate(ctx, record, (client, signal) =>
+              client.restore(activeRecord, uri, RPC_TIMEOUT_MS, signal));
+          } catch (e) {
+            if (record && !existing) {
+              await forget(ctx, record);
+            } else if (existing) {
+              const failed = record ?? existing;
+              failed.state = "failed";
+              failed.error = (e as Error).message;
+              await ctx.state.write(failed);
+            } else {
+              await Deno.remove(
+                ctx.state.worker.actorDir({
+                  namespace: "standalone",
+                  template: target,
+                  id: target,
+                }),
+                { recursive: true },
+              ).catch(() => {});
+            }
+            throw e;
+          }
+          printResult(values.json, { name: target, state: record.state, from: uri }, target);
+          return 0;
+        }),
+    );
   },
 };

@@ -11,7 +11,7 @@ import { checkBundle, copyBundle, kataConfigOverride, resolveAssets } from "./bu
 import { type ActorRecord, CONTAINER, type PortMapping, StateDir } from "./state.ts";
 import { freeSlot, parsePort } from "./network.ts";
 import { withActorLock } from "./lock.ts";
-import { asUsage, printResult } from "./output.ts";
+import { asUsage, interruptible, printResult } from "./output.ts";
 
 /** The flags `run` and `restore` share: the runtime assets and the guest size. */
 export const ASSET_FLAGS = {
@@ -131,7 +131,7 @@ Options:
 ${ASSET_HELP}
 
 Defaults come from the config file (see docs/quickstart.md). Exit codes: 0 running,
-1 failed (nothing is left behind), 2 usage error.`,
+1 failed, 2 usage error, 130 interrupted (Ctrl-C); after 1 or 130 nothing is left behind.`,
   async run(args) {
     const { values, positionals, help } = parseFlags(args, {
       bundle: { type: "string" },
@@ -147,27 +147,39 @@ Defaults come from the config file (see docs/quickstart.md). Exit codes: 0 runni
     if (!bundleArg) throw new UsageError("missing --bundle DIR");
     const shape = parseShape(values);
     const ctx = await loadContext();
-    return await withActorLock(ctx.state.actorsDir(), name, async () => {
-      const existing = await ctx.state.read(name);
-      if (existing) {
-        throw new Error(
-          `an actor named ${name} already exists (${existing.state}): remove it with ` +
-            `'ateom-microvm rm ${name}' or pick another name`,
-        );
-      }
-      const bundle = await checkBundle(bundleArg);
-      const chosen = await chooseAssets(ctx, name, values, shape);
-      const record = await newRecord(ctx, name, bundle, chosen, shape.ports);
-      try {
-        await ctx.state.write(record);
-        await copyBundle(bundle, ctx.state.worker.bundleDir(record.actor, CONTAINER));
-        await activate(ctx, record, (client) => client.run(record, RPC_TIMEOUT_MS));
-      } catch (e) {
-        await forget(ctx, record);
-        throw e;
-      }
-      printResult(values.json, { name, state: record.state, pid: record.supervisor?.pid }, name);
-      return 0;
-    });
+    return await interruptible(
+      this.name,
+      () =>
+        withActorLock(ctx.state.actorsDir(), name, async () => {
+          const existing = await ctx.state.read(name);
+          if (existing) {
+            throw new Error(
+              `an actor named ${name} already exists (${existing.state}): remove it with ` +
+                `'ateom-microvm rm ${name}' or pick another name`,
+            );
+          }
+          const bundle = await checkBundle(bundleArg);
+          const chosen = await chooseAssets(ctx, name, values, shape);
+          const record = await newRecord(ctx, name, bundle, chosen, shape.ports);
+          try {
+            await ctx.state.write(record);
+            await copyBundle(bundle, ctx.state.worker.bundleDir(record.actor, CONTAINER));
+            await activate(
+              ctx,
+              record,
+              (client, signal) => client.run(record, RPC_TIMEOUT_MS, signal),
+            );
+          } catch (e) {
+            await forget(ctx, record);
+            throw e;
+          }
+          printResult(
+            values.json,
+            { name, state: record.state, pid: record.supervisor?.pid },
+            name,
+          );
+          return 0;
+        }),
+    );
   },
 };

@@ -283,3 +283,37 @@ Deno.test("cli: logs -f follows until the supervisor exits", async () => {
     await follower.stderr.cancel();
   });
 });
+
+Deno.test("cli: Ctrl-C during run cancels it, exit 130, nothing left", async () => {
+  await withCli({ ...WORKER_ENV, FAKE_WORKER_BLOCK: "run" }, async (cli) => {
+    const name = `intr-${Deno.pid}`;
+    const work = join(cli.stateDir, "work");
+    await Deno.mkdir(work);
+    const bundle = await writeBundle(join(work, "bundle"), ["counter"]);
+    const child = new Deno.Command(BIN, {
+      args: ["run", name, "--bundle", bundle, ...(await assets(work))],
+      env: cli.env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // Wait (bounded) until the worker is inside RunWorkload.
+    const log = join(cli.stateDir, "standalone", name, "worker.log");
+    const deadline = Date.now() + 20_000;
+    while (!(await Deno.readTextFile(log).catch(() => "")).includes('"msg":"RPC started"')) {
+      if (Date.now() > deadline) throw new Error("the worker never started RunWorkload");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill("SIGINT");
+    const out = await child.output();
+    assertEquals(out.code, 130);
+    assertEquals(
+      new TextDecoder().decode(out.stderr),
+      `ateom-microvm run: interrupted: RunWorkload was cancelled and everything it started is ` +
+        `removed again\n`,
+    );
+    assertEquals(await ps(cli), []);
+    assertEquals(await processesMentioning(cli.stateDir), []);
+    assertNoHostLeftovers(name);
+  });
+});

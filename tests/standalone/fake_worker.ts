@@ -9,6 +9,8 @@
  * - restore: reads the count back from restore-state/memory-ranges (which must be exactly what
  *   checkpoint wrote), starts the child, logs `count N+1`.
  *
+ * With `FAKE_WORKER_BLOCK=run`, run never finishes on its own (it waits for cancellation).
+ *
  * Invoked as `fake_worker.ts serve --pod-uid UID --base-path DIR [--log-level L]` (the CLI's
  * supervisor argv after $ATEOM_MICROVM_WORKER).
  *
@@ -40,7 +42,14 @@ async function stopVmm() {
 }
 
 const runtime: WorkloadRuntime = {
-  async run(req) {
+  async run(req, signal) {
+    if (Deno.env.get("FAKE_WORKER_BLOCK") === "run") {
+      // Stands for a long boot: waits for the RPC to be cancelled.
+      startVmm();
+      await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+      await stopVmm();
+      throw signal.reason;
+    }
     const bundle = req.containers[0].bundleDir;
     await Deno.stat(join(bundle, "config.json"));
     await Deno.stat(join(bundle, "rootfs"));
