@@ -99,6 +99,13 @@ Deno.test("e2e: run → checkpoint file:// → rm → restore → --as, the coun
   });
 });
 
+Deno.test("e2e: with cloud-hypervisor v52 (OnDemand restores whose checkpoint merges the delta)", async () => {
+  await withCli({ ...DOUBLES, CH_DOUBLE_VERSION: "52" }, async (cli) => {
+    const snaps = join(cli.stateDir, "snaps");
+    await flow(cli, `e2e52-${Deno.pid}`, (n) => `file://${snaps}/gen${n}/`);
+  });
+});
+
 Deno.test("e2e: the same through s3:// on a loopback S3 server", async () => {
   const s3 = await startS3Server();
   try {
