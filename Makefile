@@ -5,8 +5,10 @@ ARCH := $(shell uname -m)
 DENO_PLATFORM := linux-$(if $(filter aarch64 arm64,$(ARCH)),arm64,x64)-glibc
 DENO := node_modules/@deno/$(DENO_PLATFORM)/deno
 BUF := node_modules/.bin/buf
-# The permissions the program needs, nothing more (FFI: fd passing, SEEK_DATA, tun, setns).
-PERMS := --allow-read --allow-write --allow-net --allow-run --allow-env --allow-ffi --allow-sys
+# The program needs FFI (fd passing, SEEK_DATA, tun, setns), which already grants everything a
+# process can do, and /proc (process start times, RSS, per-netns sysctls), which Deno only opens
+# with --allow-all. So it runs with --allow-all; the launcher uses the same flags.
+PERMS := --allow-all
 RUN_BASE ?= $(CURDIR)/.run
 RUN_POD_UID ?= local-pod
 TEST_FLAGS ?=

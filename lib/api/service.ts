@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import {
   type Ateom,
@@ -87,7 +87,7 @@ export function createAteomService(options: AteomServiceOptions): AteomService {
       }, ctx.signal);
     } catch (e) {
       const err = toConnectError(rpc, e, ctx.signal);
-      log.warn("RPC failed", { code: err.code, err: err.rawMessage, state: state.phase });
+      log.warn("RPC failed", { code: Code[err.code], err: err.rawMessage, state: state.phase });
       throw err;
     }
   }

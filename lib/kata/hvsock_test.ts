@@ -1,5 +1,11 @@
 /** dialHybridVsock against a fake hybrid vsock listener (a unix socket speaking CONNECT/OK). */
-import { assert, assertEquals, assertRejects, assertStringIncludes } from "../../tests/assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertStringIncludes,
+} from "../../tests/assert.ts";
 import { dialHybridVsock, HybridVsockDialError } from "./hvsock.ts";
 import { TtrpcClient } from "../ttrpc/client.ts";
 import { encodeFrame, MESSAGE_TYPE_RESPONSE } from "../ttrpc/frame.ts";
@@ -137,8 +143,12 @@ Deno.test("dial reports the deadline with the last reason", async () => {
     })();
     const err = await assertRejects(
       () => dialHybridVsock(path, 1024, { deadlineMs: 100, retryDelayMs: 5 }),
-      `hybrid vsock dial ${path} port 1024: no "OK" reply within 100 ms (last attempt: ` +
-        "connection closed without a reply (agent not listening)); check that the VM booted",
+      `hybrid vsock dial ${path} port 1024: no "OK" reply within 100 ms (last attempt: `,
+    );
+    // Usually the last refusal; on a loaded machine the deadline may cut an attempt short.
+    assertMatch(
+      err.message,
+      /\(last attempt: (connection closed without a reply \(agent not listening\)|no reply before the deadline)\); check that the VM booted/,
     );
     assert(err instanceof HybridVsockDialError);
     assert(attempts >= 1);

@@ -13,7 +13,6 @@ import type { ActorKey } from "../paths/paths.ts";
 import type { CheckpointMemoryWork } from "./memory_mode.ts";
 import type { MemoryRestoreMode } from "../ch/types.ts";
 import { currentActorFile, stateFileOf } from "./layout.ts";
-import { readFileOnThread } from "../ffi/libc.ts";
 
 export const STATE_VERSION = 1;
 
@@ -67,8 +66,7 @@ export function isZombieStat(stat: string): boolean {
 
 function readStat(pid: number): string | undefined {
   try {
-    // Through libc: Deno refuses /proc/<pid> paths without --allow-all.
-    return new TextDecoder().decode(readFileOnThread(`/proc/${pid}/stat`));
+    return Deno.readTextFileSync(`/proc/${pid}/stat`);
   } catch {
     return undefined;
   }

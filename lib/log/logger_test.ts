@@ -27,3 +27,19 @@ Deno.test("logger: --log-level values and Go RFC3339Nano time", () => {
   assertEquals(formatTime(new Date(Date.UTC(2026, 0, 2, 3, 4, 5))), "2026-01-02T03:04:05Z");
   assertEquals(formatTime(new Date(Date.UTC(2026, 0, 2, 3, 4, 50, 100))), "2026-01-02T03:04:50.1Z");
 });
+
+Deno.test("gce: env or DMI product name decide the labels key", async () => {
+  const { onGce } = await import("./gce.ts");
+  const dir = await Deno.makeTempDir();
+  try {
+    const product = `${dir}/product_name`;
+    await Deno.writeTextFile(product, "Google Compute Engine\n");
+    assertEquals(onGce(undefined, product), true);
+    await Deno.writeTextFile(product, "Standard PC (Q35 + ICH9, 2009)\n");
+    assertEquals(onGce(undefined, product), false);
+    assertEquals(onGce("169.254.169.254", product), true);
+    assertEquals(onGce(undefined, `${dir}/missing`), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -17,6 +17,7 @@
  *     to the end, and a retry (or a concurrent request) for the same output and key joins the
  *     build in flight instead of starting another.
  *   - On failure nothing is left: the temp file and the scratch directory are removed.
+ *   - The tree must not change while it is built (mkfs and the hash read it at different times).
  *
  * @module
  */
@@ -35,7 +36,7 @@ import {
   timesScript,
   toolEnv,
 } from "./ext4.ts";
-import { hashTree, metadataHash, scanTree, type Tree } from "./tree.ts";
+import { hashTree, metadataHash, reasonOf, scanTree, type Tree } from "./tree.ts";
 
 /** xattr on a finished image: `<key> <size> <mtime ms>` of the build that wrote it. */
 export const KEY_XATTR = "user.ateom.rootfs-key";
@@ -86,8 +87,11 @@ interface Prepared {
   layoutKey: string;
   geometry: Geometry;
   resolvConf?: ResolvConf;
-  /** The full key, once the file bytes are hashed (started by prepare, shared by joiners). */
-  full: Promise<{ treeHash: string; key: string }>;
+  /**
+   * The full key, once the file bytes are hashed. Hashing starts on the first call (the build
+   * calls it right after spawning mkfs); every later call shares it.
+   */
+  full: () => Promise<{ treeHash: string; key: string }>;
 }
 
 interface InFlight<T> {
@@ -125,13 +129,27 @@ interface RunResult {
   stderr: string;
 }
 
-async function run(program: string, args: string[], env: Record<string, string>) {
-  let out: Deno.CommandOutput;
+async function run(
+  program: string,
+  args: string[],
+  env: Record<string, string>,
+  onSpawn?: () => void,
+): Promise<RunResult> {
+  let child: Deno.ChildProcess;
   try {
-    out = await new Deno.Command(program, { args, env, stdin: "null" }).output();
+    child = new Deno.Command(program, {
+      args,
+      env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    })
+      .spawn();
   } catch (e) {
     throw new Error(`cannot run ${program}: ${(e as Error).message}; install e2fsprogs`);
   }
+  onSpawn?.();
+  const out = await child.output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
@@ -169,8 +187,14 @@ async function prepare(src: string, opts: BuildOptions, emit: (p: BuildProgress)
   const keyOf = (label: string, treeDigest: string) =>
     createHash("sha256").update(`${RECIPE}\n${label}\n${version}\n${treeDigest}\n${resolvHash}\n`)
       .digest("hex");
-  const full = hashTree(tree).then((treeHash) => ({ treeHash, key: keyOf("full", treeHash) }));
-  full.catch(() => {}); // awaited by every caller that needs it; not an unhandled rejection
+  let hashing: Promise<{ treeHash: string; key: string }> | undefined;
+  const full = () => {
+    if (!hashing) {
+      hashing = hashTree(tree).then((treeHash) => ({ treeHash, key: keyOf("full", treeHash) }));
+      hashing.catch(() => {}); // awaited by every caller that needs it
+    }
+    return hashing;
+  };
   return {
     tree,
     layoutKey: keyOf("layout", metadataHash(tree)),
@@ -233,7 +257,7 @@ async function runBuild(
       using f = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
       await f.truncate(prep.geometry.sizeBytes);
     } catch (e) {
-      throw new Error(`cannot create the image in ${dir}: ${(e as Error).message}`);
+      throw new Error(`cannot create the image in ${dir}: ${reasonOf(e)}; check the directory`);
     }
 
     const root = prep.tree.entries[0];
@@ -258,14 +282,21 @@ async function runBuild(
     buildStats.mkfsRuns++;
     let r: RunResult;
     try {
-      r = await run(tools.mkfs, args, env);
+      // Hash the file bytes while mkfs copies them (both read the same, now cached, pages).
+      r = await run(tools.mkfs, args, env, () => void prep.full());
     } finally {
       clearInterval(poll);
     }
-    if (r.code !== 0) throw fail("mkfs.ext4", r);
+    if (r.code !== 0) {
+      // An unreadable entry fails mkfs and the hash alike; the hash names it more clearly.
+      const hashError = await prep.full().then(() => undefined, (e: Error) => e);
+      throw hashError ?? fail("mkfs.ext4", r);
+    }
     emit({ phase: "mkfs", done: total, total });
 
-    emit({ phase: "fixup", done: 0, total: 2 });
+    emit({ phase: "fixup", done: 0, total: 1 });
+    const dump = await run(tools.dumpe2fs, [tmp], env);
+    if (dump.code !== 0) throw fail("dumpe2fs", dump);
     const fix = fixupScript({
       tree: prep.tree,
       fakeTime: prep.tree.maxMtime,
@@ -273,12 +304,9 @@ async function runBuild(
       resolvConf: prep.resolvConf,
     });
     for (const file of fix.files) await Deno.writeFile(file.name, file.bytes);
-    await debugfsBatch(tools.debugfs, tmp, `${scratch}/fixup.cmd`, fix.script, env, src);
-    const dump = await run(tools.dumpe2fs, [tmp], env);
-    if (dump.code !== 0) throw fail("dumpe2fs", dump);
-    const times = timesScript(parseUsedInodes(dump.stdout), prep.tree.maxMtime);
-    await debugfsBatch(tools.debugfs, tmp, `${scratch}/times.cmd`, times, env, src);
-    emit({ phase: "fixup", done: 2, total: 2 });
+    const script = timesScript(parseUsedInodes(dump.stdout), prep.tree.maxMtime) + fix.script;
+    await debugfsBatch(tools.debugfs, tmp, `${scratch}/fixup.cmd`, script, env, src);
+    emit({ phase: "fixup", done: 1, total: 1 });
 
     if (verify) {
       emit({ phase: "verify", done: 0, total: 1 });
@@ -287,7 +315,7 @@ async function runBuild(
       emit({ phase: "verify", done: 1, total: 1 });
     }
 
-    const { treeHash, key } = await prep.full;
+    const { treeHash, key } = await prep.full();
     const info = await Deno.stat(tmp);
     setXattr(
       tmp,
@@ -322,14 +350,19 @@ async function debugfsBatch(
   }
 }
 
+/**
+ * The in-flight operation under `key`, started with `start` if there is none. `listener` is
+ * attached before `start` runs, so it sees the first progress event too.
+ */
 function track<T>(
   map: Map<string, InFlight<T>>,
   key: string,
   start: (emit: (p: BuildProgress) => void) => Promise<T>,
+  listener?: (p: BuildProgress) => void,
 ): { entry: InFlight<T>; started: boolean } {
   const existing = map.get(key);
   if (existing) return { entry: existing, started: false };
-  const listeners = new Set<(p: BuildProgress) => void>();
+  const listeners = new Set<(p: BuildProgress) => void>(listener ? [listener] : []);
   const emit = (p: BuildProgress) => {
     for (const l of listeners) {
       try {
@@ -366,7 +399,7 @@ async function wait<T>(
   signal: AbortSignal | undefined,
   onProgress?: (p: BuildProgress) => void,
 ): Promise<T> {
-  if (onProgress) entry.listeners.add(onProgress);
+  if (onProgress) entry.listeners.add(onProgress); // a no-op when track attached it
   try {
     return await waitFor(entry.promise, signal);
   } finally {
@@ -388,16 +421,21 @@ export async function buildImage(
   const output = resolve(out);
   const tools = toolsOf(opts);
   const prepKey = `${source}\0${opts.resolvConf ?? ""}\0${tools.mkfs}`;
-  const prepared = track(preparing, prepKey, (emit) => prepare(source, opts, emit));
+  const prepared = track(
+    preparing,
+    prepKey,
+    (emit) => prepare(source, opts, emit),
+    opts.onProgress,
+  );
   const prep = await wait(prepared.entry, opts.signal, opts.onProgress);
-  const fullKey = async () => (await waitFor(prep.full, opts.signal)).key;
+  const fullKey = async () => (await waitFor(prep.full(), opts.signal)).key;
 
   for (let attempt = 0;; attempt++) {
     const buildKey = `${output}\0${prep.layoutKey}`;
     if (!building.has(buildKey)) {
       const recorded = await recordedKey(output);
       if (recorded !== undefined && recorded === await fullKey()) {
-        const { treeHash, key } = await prep.full;
+        const { treeHash, key } = await prep.full();
         return { image: output, key, treeHash, geometry: prep.geometry, outcome: "existing" };
       }
     }
@@ -405,6 +443,7 @@ export async function buildImage(
       building,
       buildKey,
       (emit) => runBuild(source, output, prep, tools, opts.verify ?? false, emit),
+      opts.onProgress,
     );
     const result = await wait(build.entry, opts.signal, opts.onProgress);
     if (build.started) return result;

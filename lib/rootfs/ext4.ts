@@ -7,8 +7,8 @@
  *   - `-U` and `-E hash_seed=` fixed (derived from the image key), `E2FSPROGS_FAKE_TIME` set for
  *     every tool, `LC_ALL=C` (entries are added in sorted order), a fresh output file, and
  *     `MKE2FS_CONFIG` pointing nowhere so the host's /etc/mke2fs.conf does not change defaults;
- *   - mkfs -d copies atime and ctime: every used inode gets both (and crtime) set to the fixed
- *     time with debugfs `sif`;
+ *   - mkfs -d copies atime and ctime: every used inode gets both set to the fixed time with
+ *     debugfs `sif` (crtime already is mkfs's fake time);
  *   - in-inode xattrs keep the source's listxattr order: entries with two or more xattrs get
  *     them removed and set again in sorted order;
  *   - the root directory's mode and mtime are not copied: set with `sif`; its owner comes from
@@ -143,7 +143,7 @@ export interface ResolvConf {
 }
 
 /**
- * The first debugfs script: root mode and mtime, xattrs in sorted order, and /etc/resolv.conf.
+ * The fixup debugfs lines: root mode and mtime, xattrs in sorted order, and /etc/resolv.conf.
  * `dir` is where the returned files are written; the script names them by absolute path.
  */
 export function fixupScript(p: {
@@ -180,7 +180,7 @@ export function fixupScript(p: {
     }
     if (!etc) {
       lines.push("mkdir /etc", "sif /etc mode 040755", "sif /etc uid 0", "sif /etc gid 0");
-      lines.push(`sif /etc mtime @${p.fakeTime}`);
+      for (const f of ["mtime", "atime", "ctime"]) lines.push(`sif /etc ${f} @${p.fakeTime}`);
     }
     if (existing) lines.push("rm /etc/resolv.conf");
     const file = { name: `${p.dir}/resolv.conf`, bytes: p.resolvConf.bytes };
@@ -190,18 +190,24 @@ export function fixupScript(p: {
       "sif /etc/resolv.conf mode 0100644",
       "sif /etc/resolv.conf uid 0",
       "sif /etc/resolv.conf gid 0",
-      `sif /etc/resolv.conf mtime @${p.fakeTime}`,
     );
+    for (const f of ["mtime", "atime", "ctime"]) {
+      lines.push(`sif /etc/resolv.conf ${f} @${p.fakeTime}`);
+    }
   }
   return { script: lines.join("\n") + "\n", files };
 }
 
-/** The second debugfs script: atime, ctime and crtime of every used inode set to `time`. */
+/**
+ * The debugfs lines that set atime and ctime of every used inode to `time` (mkfs copied them
+ * from the source; crtime is already mkfs's fake time). Runs before {@link fixupScript}, whose
+ * own inodes get their times there.
+ */
 export function timesScript(inodes: readonly number[], time: number): string {
   const lines: string[] = [];
   for (const ino of inodes) {
     if (ino !== 2 && ino < 11) continue; // reserved inodes are written by mkfs with fake time
-    for (const field of ["atime", "ctime", "crtime"]) lines.push(`sif <${ino}> ${field} @${time}`);
+    lines.push(`sif <${ino}> atime @${time}`, `sif <${ino}> ctime @${time}`);
   }
   return lines.join("\n") + "\n";
 }

@@ -9,12 +9,19 @@
  *
  * @module
  */
-import { closeFd, O_RDONLY, openFd } from "../ffi/libc.ts";
+import { setImmediate } from "node:timers";
+import { closeFd, O_RDONLY, O_WRONLY, openFd } from "../ffi/libc.ts";
+import { preadFull, pwriteFull, truncateFd } from "../ffi/pio.ts";
 import { sizeOf } from "../ffi/seek.ts";
 import { type Extent, extentsOfFd } from "./extents.ts";
 
 /** Bytes moved per read/write call: large enough that syscall overhead vanishes. */
 export const COPY_CHUNK = 4 * 1024 * 1024;
+/** The event loop gets a turn after this many bytes (the copy itself is synchronous I/O). */
+const YIELD_EVERY = 64 * 1024 * 1024;
+
+const O_CREAT = 0o100;
+const O_EXCL = 0o200;
 
 /** Size and data extents of `path`, taken from one open of the file. */
 export function layoutOf(path: string): { size: number; extents: Extent[] } {
@@ -26,41 +33,51 @@ export function layoutOf(path: string): { size: number; extents: Extent[] } {
   }
 }
 
-async function readFullAt(file: Deno.FsFile, buf: Uint8Array, offset: number): Promise<void> {
-  await file.seek(offset, Deno.SeekMode.Start);
-  let got = 0;
-  while (got < buf.length) {
-    const n = await file.read(buf.subarray(got));
-    if (n === null) throw new Error(`unexpected end of file at offset ${offset + got}`);
-    got += n;
+/** Runs `fn` with `path` open as a raw fd, closing it afterwards. */
+export async function withFd<T>(
+  path: string,
+  flags: number,
+  fn: (fd: number) => Promise<T>,
+  mode = 0,
+): Promise<T> {
+  const fd = openFd(path, flags, mode);
+  try {
+    return await fn(fd);
+  } finally {
+    closeFd(fd);
   }
 }
 
-async function writeFullAt(file: Deno.FsFile, buf: Uint8Array, offset: number): Promise<void> {
-  await file.seek(offset, Deno.SeekMode.Start);
-  let put = 0;
-  while (put < buf.length) put += await file.write(buf.subarray(put));
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /**
- * Copies the bytes of `extents` from `src` to the same offsets in `dst`; returns the bytes copied.
- * `onChunk`, when given, runs after each chunk is written (tests inject failures there).
+ * Copies the bytes of `extents` from raw fd `src` to the same offsets in raw fd `dst`; returns
+ * the bytes copied. `onChunk`, when given, runs after each chunk is written (tests inject
+ * failures there).
  */
 export async function copyExtents(
-  src: Deno.FsFile,
-  dst: Deno.FsFile,
+  src: number,
+  dst: number,
   extents: readonly Extent[],
   onChunk?: (copied: number) => void | Promise<void>,
 ): Promise<number> {
   const buf = new Uint8Array(COPY_CHUNK);
   let copied = 0;
+  let sinceYield = 0;
   for (const [start, end] of extents) {
     for (let off = start; off < end; off += COPY_CHUNK) {
       const chunk = buf.subarray(0, Math.min(COPY_CHUNK, end - off));
-      await readFullAt(src, chunk, off);
-      await writeFullAt(dst, chunk, off);
+      preadFull(src, chunk, off);
+      pwriteFull(dst, chunk, off);
       copied += chunk.length;
-      await onChunk?.(copied);
+      sinceYield += chunk.length;
+      if (onChunk) await onChunk(copied);
+      if (sinceYield >= YIELD_EVERY) {
+        sinceYield = 0;
+        await yieldToEventLoop();
+      }
     }
   }
   return copied;
@@ -73,9 +90,11 @@ export async function copyExtents(
  */
 export async function copyRegions(src: string, dst: string): Promise<number> {
   const { extents } = layoutOf(src);
-  using srcFile = await Deno.open(src, { read: true });
-  using dstFile = await Deno.open(dst, { write: true });
-  return await copyExtents(srcFile, dstFile, extents);
+  return await withFd(
+    src,
+    O_RDONLY,
+    (srcFd) => withFd(dst, O_WRONLY, (dstFd) => copyExtents(srcFd, dstFd, extents)),
+  );
 }
 
 /**
@@ -85,21 +104,24 @@ export async function copyRegions(src: string, dst: string): Promise<number> {
  */
 export async function sparseCopy(src: string, dst: string, mode = 0o600): Promise<number> {
   const { size, extents } = layoutOf(src);
-  using srcFile = await Deno.open(src, { read: true });
-  const dstFile = await Deno.open(dst, { write: true, createNew: true, mode });
-  try {
-    const copied = await copyExtents(srcFile, dstFile, extents);
-    await dstFile.truncate(size);
-    return copied;
-  } catch (e) {
-    dstFile.close();
-    await Deno.remove(dst).catch(() => {});
-    throw e;
-  } finally {
+  return await withFd(src, O_RDONLY, async (srcFd) => {
+    let dstFd: number;
     try {
-      dstFile.close();
-    } catch { /* closed on the failure path */ }
-  }
+      dstFd = openFd(dst, O_WRONLY | O_CREAT | O_EXCL, mode);
+    } catch (e) {
+      throw new Error(`cannot create ${dst}: ${(e as Error).message}`);
+    }
+    try {
+      const copied = await copyExtents(srcFd, dstFd, extents);
+      truncateFd(dstFd, size);
+      return copied;
+    } catch (e) {
+      await Deno.remove(dst).catch(() => {});
+      throw e;
+    } finally {
+      closeFd(dstFd);
+    }
+  });
 }
 
 /**

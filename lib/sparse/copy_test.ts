@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
 import { copyRegions, sparseCopy, sparseCopyReplace } from "./copy.ts";
 import { extents } from "./extents.ts";
-import { allocatedBytes, MiB, readAll, writeSparse } from "./testdata.ts";
+import { allocatedBytes, MiB, readAll, writeSparse } from "../../tests/sparse/testdata.ts";
 
 async function collect(path: string) {
   const out: [number, number][] = [];

@@ -7,16 +7,20 @@
  * files must have the same size (same guest, same memory layout).
  *
  * {@link mergeDelta} does it in place, in O(delta): it reuses B's blocks instead of copying its
- * working set. Files: B, D and the work file W = `<D>.merging` beside D. Steps, in this order:
+ * working set. Files: B, D, the work file W = `<D>.merging` beside D, and the trash T =
+ * `<B>.merge-trash` beside B. Steps, in this order:
  *
  *   1. rename B → W            (metadata only; EXDEV → the copying merge below)
  *   2. overlay D's data regions onto W (idempotent: redoing it gives the same bytes)
- *   3. unlink D                (from here W is the complete merged image)
+ *   3. rename D → T            (from here W is the complete merged image)
  *   4. rename W → D            (D's name is free, so ext4 does not flush W's dirty pages)
+ *   5. unlink T in the background ({@link mergeCleanups} waits for it): freeing the delta's
+ *      blocks is not on the caller's path, and T is outside D's directory, so listing that
+ *      directory shows only D.
  *
  * The copying merge (B and D on different filesystems) replaces step 1 with "sparse-copy B → W,
- * then unlink B" (unlinking B only once W holds all of B), so both strategies share the recovery
- * rule and both consume B.
+ * then unlink B" (unlinking B only once W holds all of B) and step 3 with "unlink D", so both
+ * strategies share the recovery rule and both consume B.
  *
  * Recovery rule (run by {@link recoverMerge}, and first thing by {@link mergeDelta}):
  *   - B exists: nothing was started or a copy was interrupted: a leftover W is stale; remove it.
@@ -24,7 +28,7 @@
  *     regions laid over it, which together with D still denotes exactly the merged image; redo
  *     steps 2–4.
  *   - B missing, W exists, D missing: crashed after step 3: W is complete; do step 4.
- *   - otherwise: nothing to recover.
+ *   - otherwise: nothing to recover. In every case a leftover T is removed.
  * So a crash at any point leaves either the old pair (B, D; or W, D in the state above) or the
  * complete merged file, and never a partial file under D's name. Durability across power loss is
  * the caller's: nothing is fsynced (the upload is the durability point). One merge per pair at a
@@ -32,7 +36,8 @@
  *
  * @module
  */
-import { copyExtents, layoutOf, sparseCopy } from "./copy.ts";
+import { O_RDONLY, O_WRONLY } from "../ffi/libc.ts";
+import { copyExtents, layoutOf, sparseCopy, withFd } from "./copy.ts";
 
 /** Points between merge steps; tests stop a merge at each to simulate a crash. */
 export type MergeStep =
@@ -41,6 +46,7 @@ export type MergeStep =
   | "overlay-chunk"
   | "overlaid"
   | "base-removed"
+  | "delta-moved"
   | "delta-removed"
   | "renamed";
 
@@ -62,6 +68,23 @@ export interface MergeResult {
 /** The work file of a merge into `delta`. */
 export function workPathOf(delta: string): string {
   return `${delta}.merging`;
+}
+
+/** Where the in-place merge puts the old delta before unlinking it (beside the base). */
+export function trashPathOf(base: string): string {
+  return `${base}.merge-trash`;
+}
+
+const pendingRemovals = new Set<Promise<void>>();
+
+function removeLater(path: string): void {
+  const removal = Deno.remove(path).catch(() => {}).finally(() => pendingRemovals.delete(removal));
+  pendingRemovals.add(removal);
+}
+
+/** Settles when every old delta the in-place merges of this process put aside is unlinked. */
+export async function mergeCleanups(): Promise<void> {
+  while (pendingRemovals.size > 0) await Promise.all(pendingRemovals);
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -86,13 +109,17 @@ async function sizeOrThrow(path: string, role: string, context: string): Promise
   }
 }
 
-/** Steps 2–4 on an existing work file; returns the bytes overlaid. */
+/**
+ * Steps 2–4 on an existing work file; `retire` takes the old delta off its name (step 3).
+ * Returns the bytes overlaid.
+ */
 async function finishFromWork(
   work: string,
   delta: string,
   context: string,
   hooks: MergeHooks,
   rename: (from: string, to: string) => Promise<void>,
+  retire: () => Promise<void>,
 ): Promise<number> {
   let overlaid = 0;
   if (await exists(delta)) {
@@ -104,14 +131,14 @@ async function finishFromWork(
           `remove ${work} and retry with the matching base`,
       );
     }
-    {
-      using src = await Deno.open(delta, { read: true });
-      using dst = await Deno.open(work, { write: true });
-      overlaid = await copyExtents(src, dst, extents, () => hooks.afterStep?.("overlay-chunk"));
-    }
+    overlaid = await withFd(delta, O_RDONLY, (src) =>
+      withFd(
+        work,
+        O_WRONLY,
+        (dst) => copyExtents(src, dst, extents, () => hooks.afterStep?.("overlay-chunk")),
+      ));
     await hooks.afterStep?.("overlaid");
-    await Deno.remove(delta);
-    await hooks.afterStep?.("delta-removed");
+    await retire();
   }
   await rename(work, delta);
   await hooks.afterStep?.("renamed");
@@ -128,13 +155,18 @@ export async function recoverMerge(
   hooks: MergeHooks = {},
 ): Promise<boolean> {
   const work = workPathOf(delta);
+  const trash = trashPathOf(base);
+  if (await exists(trash)) await Deno.remove(trash);
   if (!(await exists(work))) return false;
   if (await exists(base)) {
     await Deno.remove(work);
     return false;
   }
   const rename = hooks.rename ?? Deno.rename;
-  await finishFromWork(work, delta, `recover merge into ${delta}`, hooks, rename);
+  await finishFromWork(work, delta, `recover merge into ${delta}`, hooks, rename, async () => {
+    await Deno.remove(delta);
+    await hooks.afterStep?.("delta-removed");
+  });
   return true;
 }
 
@@ -163,6 +195,7 @@ export async function mergeDelta(
     );
   }
   const work = workPathOf(delta);
+  const trash = trashPathOf(base);
   let strategy: MergeResult["strategy"] = "in-place";
   try {
     await rename(base, work);
@@ -175,7 +208,17 @@ export async function mergeDelta(
     await Deno.remove(base);
     await hooks.afterStep?.("base-removed");
   }
-  const overlaidBytes = await finishFromWork(work, delta, context, hooks, rename);
+  const retire = strategy === "in-place"
+    ? async () => {
+      await rename(delta, trash);
+      await hooks.afterStep?.("delta-moved");
+      removeLater(trash);
+    }
+    : async () => {
+      await Deno.remove(delta);
+      await hooks.afterStep?.("delta-removed");
+    };
+  const overlaidBytes = await finishFromWork(work, delta, context, hooks, rename, retire);
   return { strategy, overlaidBytes, recovered: false };
 }
 
@@ -197,12 +240,11 @@ export async function mergeByCopy(base: string, delta: string, out: string): Pro
   await Deno.remove(tmp).catch(() => {});
   try {
     await sparseCopy(base, tmp);
-    let overlaid: number;
-    {
-      using src = await Deno.open(delta, { read: true });
-      using dst = await Deno.open(tmp, { write: true });
-      overlaid = await copyExtents(src, dst, extents);
-    }
+    const overlaid = await withFd(
+      delta,
+      O_RDONLY,
+      (src) => withFd(tmp, O_WRONLY, (dst) => copyExtents(src, dst, extents)),
+    );
     await Deno.rename(tmp, out);
     return overlaid;
   } catch (e) {

@@ -1,5 +1,13 @@
 import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
-import { mergeByCopy, mergeDelta, type MergeStep, recoverMerge, workPathOf } from "./merge.ts";
+import {
+  mergeByCopy,
+  mergeCleanups,
+  mergeDelta,
+  type MergeStep,
+  recoverMerge,
+  trashPathOf,
+  workPathOf,
+} from "./merge.ts";
 import {
   allocatedBytes,
   MiB,
@@ -7,21 +15,21 @@ import {
   readAll,
   type Region,
   writeSparse,
-} from "./testdata.ts";
+} from "../../tests/sparse/testdata.ts";
 
-const SIZE = 32 * MiB;
+const SIZE = 16 * MiB;
 // Base: a working set of scattered regions. Delta: pages touched after the restore, some inside
 // the base's data, some in its holes, one spanning two 4 MiB copy chunks.
-const BASE_REGIONS: Region[] = [[0, 2 * MiB, 0x11], [8 * MiB, 6 * MiB, 0x22], [
-  30 * MiB,
-  MiB,
-  0x33,
-]];
-const DELTA_REGIONS: Region[] = [[4096, 8192, 0xa1], [20 * MiB, 5 * MiB, 0xa2], [
-  31 * MiB,
-  4096,
-  0,
-]];
+const BASE_REGIONS: Region[] = [
+  [0, MiB, 0x11],
+  [4 * MiB, 3 * MiB, 0x22],
+  [15 * MiB, MiB, 0x33],
+];
+const DELTA_REGIONS: Region[] = [
+  [4096, 8192, 0xa1],
+  [9 * MiB, 5 * MiB, 0xa2],
+  [15 * MiB, 4096, 0],
+];
 
 interface Pair {
   dir: string;
@@ -54,6 +62,7 @@ async function assertMerged(p: Pair) {
   assertEquals(await readAll(p.delta), p.expected);
   assert(!(await exists(p.base)), "base consumed");
   assert(!(await exists(workPathOf(p.delta))), "no work file left");
+  assert(!(await exists(trashPathOf(p.base))), "no old delta left");
 }
 
 Deno.test("mergeDelta: in place, equals the reference overlay byte for byte, stays sparse", async () => {
@@ -67,10 +76,17 @@ Deno.test("mergeDelta: in place, equals the reference overlay byte for byte, sta
       overlaidBytes: 8192 + 5 * MiB + 4096,
       recovered: false,
     });
+    await mergeCleanups();
+    assertEquals([...Deno.readDirSync(`${p.dir}/checkpoint-state`)].map((e) => e.name), [
+      "memory-ranges",
+    ]);
     await assertMerged(p);
     assertEquals((await Deno.stat(p.delta)).size, SIZE);
     assert(await allocatedBytes(p.delta) <= baseAlloc + deltaAlloc, "holes stayed holes");
-    assert(await allocatedBytes(p.delta) < SIZE / 2);
+    assert(
+      await allocatedBytes(p.delta) <= SIZE - 6 * MiB,
+      "the holes [1,4), [7,9), [14,15) MiB stay",
+    );
   } finally {
     await Deno.remove(p.dir, { recursive: true });
   }
@@ -83,7 +99,7 @@ Deno.test("mergeDelta: size mismatch is an error that changes neither file", asy
     const deltaBefore = await readAll(p.delta);
     await assertRejects(
       () => mergeDelta(p.base, p.delta),
-      /size mismatch \(base 33554432 bytes, delta 33558528 bytes\); both left unchanged/,
+      /size mismatch \(base 16777216 bytes, delta 16781312 bytes\); both left unchanged/,
     );
     assertEquals(await readAll(p.base), p.baseBytes);
     assertEquals(await readAll(p.delta), deltaBefore);
@@ -104,8 +120,14 @@ Deno.test("mergeDelta: missing base or delta is an error naming the file", async
   }
 });
 
-const STEPS: MergeStep[] = ["base-moved", "overlay-chunk", "overlaid", "delta-removed"];
-const COPY_STEPS: MergeStep[] = ["base-copied", "base-removed", "overlay-chunk", "overlaid"];
+const STEPS: MergeStep[] = ["base-moved", "overlay-chunk", "overlaid", "delta-moved"];
+const COPY_STEPS: MergeStep[] = [
+  "base-copied",
+  "base-removed",
+  "overlay-chunk",
+  "overlaid",
+  "delta-removed",
+];
 
 class Crash extends Error {}
 
@@ -146,8 +168,10 @@ async function crashAt(step: MergeStep, exdev: boolean, recoverWith: "merge" | "
       assertEquals(denoted, p.expected, `after ${step}: the pair still denotes the merge`);
     }
     if (recoverWith === "recover") await recoverMerge(p.base, p.delta, { rename });
-    if (await exists(p.base)) await mergeDelta(p.base, p.delta, { rename });
-    else if (await exists(work)) await mergeDelta(p.base, p.delta, { rename });
+    if ((await exists(p.base)) || (await exists(work))) {
+      await mergeDelta(p.base, p.delta, { rename });
+      await mergeCleanups();
+    }
     await assertMerged(p);
   } finally {
     await Deno.remove(p.dir, { recursive: true });
@@ -203,7 +227,9 @@ Deno.test("mergeDelta: a real cross-filesystem pair (base on /dev/shm) merges by
         console.log("skipped: /dev/shm is on the same filesystem as the temp dir");
         return;
       }
-      assertEquals((await mergeDelta(p.base, p.delta)).strategy, "copy");
+      const result = await mergeDelta(p.base, p.delta);
+      await mergeCleanups();
+      assertEquals(result.strategy, "copy");
       await assertMerged(p);
     } finally {
       await Deno.remove(p.dir, { recursive: true });
@@ -220,6 +246,7 @@ Deno.test("recoverMerge: a stale work file beside an existing base is removed", 
     assertEquals(await recoverMerge(p.base, p.delta), false);
     assert(!(await exists(workPathOf(p.delta))));
     await mergeDelta(p.base, p.delta);
+    await mergeCleanups();
     await assertMerged(p);
   } finally {
     await Deno.remove(p.dir, { recursive: true });

@@ -18,7 +18,6 @@ import { dialHybridVsock } from "../../lib/kata/hvsock.ts";
 import { type Prober, probeRequest, readStatus } from "../../lib/lifecycle/readiness.ts";
 import { MicroVmRuntime, type MicroVmRuntimeOptions } from "../../lib/lifecycle/runtime.ts";
 import { isZombieStat } from "../../lib/lifecycle/state.ts";
-import { readFileOnThread } from "../../lib/ffi/libc.ts";
 import { jsonLogger } from "../../lib/log/logger.ts";
 import { linksIn, netnsPath } from "../../lib/net/actor.ts";
 import { type ActorKey, AteomPaths } from "../../lib/paths/paths.ts";
@@ -377,15 +376,13 @@ export async function waitForLine(
 
 /** Pids of live processes whose command line mentions `needle`. */
 export function processesMentioning(needle: string): number[] {
-  // Deno refuses /proc without --allow-all: list it with ls, read through libc.
-  const listing = new Deno.Command("ls", { args: ["/proc"], stdout: "piped" }).outputSync();
   const pids: number[] = [];
-  for (const name of new TextDecoder().decode(listing.stdout).split("\n")) {
-    if (!/^\d+$/.test(name)) continue;
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
     try {
-      const cmd = new TextDecoder().decode(readFileOnThread(`/proc/${name}/cmdline`));
-      const stat = new TextDecoder().decode(readFileOnThread(`/proc/${name}/stat`));
-      if (cmd.includes(needle) && !isZombieStat(stat)) pids.push(Number(name));
+      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      if (cmd.includes(needle) && !isZombieStat(stat)) pids.push(Number(e.name));
     } catch { /* gone */ }
   }
   return pids;
@@ -420,8 +417,8 @@ export async function assertNoLeaks(
     "gone",
     "current-actor pointer",
   );
-  assertEquals(linksIn(netnsPath(w.fx.interior)), ["lo"], "interior links");
-  const podLinks = linksIn(netnsPath(w.fx.pod));
+  assertEquals(await linksIn(netnsPath(w.fx.interior)), ["lo"], "interior links");
+  const podLinks = await linksIn(netnsPath(w.fx.pod));
   assert(!podLinks.includes("ateom0"), `pod links ${podLinks}`);
   const tables = await w.fx.sh("ip", "netns", "exec", w.fx.pod, "nft", "list", "tables");
   assert(!tables.includes("ateom_actor"), `nft tables: ${tables}`);

@@ -4,7 +4,8 @@
  * gathering, processes spawned.
  */
 import { assert, assertEquals, assertMatch, assertRejects } from "../assert.ts";
-import { fstatFd } from "../../lib/ffi/libc.ts";
+import { closeFd, fstatFd, O_WRONLY, openFd, writeFd } from "../../lib/ffi/libc.ts";
+import { inNetns } from "../../lib/ffi/tun.ts";
 import {
   ActorNetworkCleanupError,
   cleanupActorNetwork,
@@ -14,8 +15,9 @@ import {
   setupActorNetwork,
 } from "../../lib/net/actor.ts";
 import { guestNetwork } from "../../lib/net/plan.ts";
+import { captureLogger } from "../../lib/log/logger.ts";
 import { type CommandRunner, ProcessRunner } from "../../lib/net/runner.ts";
-import { POD_IP, withFixture } from "./fixture.ts";
+import { denoIn, POD_IP, withFixture } from "./fixture.ts";
 import { cleanState, expectedState, readActorState } from "./state.ts";
 
 const ignore = Deno.uid() !== 0;
@@ -91,9 +93,18 @@ Deno.test({
         "extra",
       );
 
-      const setup = fx.track(await setupActorNetwork(fx.env));
+      const logger = captureLogger("WARN");
+      const setup = fx.track(await setupActorNetwork({ ...fx.env, logger }));
       assertEquals(setup.tapFds.length, 1);
       assertEquals(await readActorState(fx), expectedState(POD_IP));
+      assertEquals(logger.records.map((r) => [r.level, r.msg, r.links, r.interiorNetns]), [
+        ["WARN", "swept leftover actor network links", [
+          "eth0",
+          "tap1_kata",
+          "tapstray",
+          "ateom1",
+        ], fx.interior],
+      ]);
       // The pod's own interfaces are untouched.
       assertEquals((await readActorState(fx)).podLinks, ["ateom0", "eth0", "lo"]);
 
@@ -197,7 +208,7 @@ Deno.test({
     try {
       assertEquals(await ensureInteriorNetns(name, runner), `/run/netns/${name}`);
       assertEquals(runner.invocations.map((i) => i.argv), [["ip", "netns", "add", name]]);
-      assertEquals(linksIn(`/run/netns/${name}`), ["lo"]);
+      assertEquals(await linksIn(`/run/netns/${name}`), ["lo"]);
       await ensureInteriorNetns(name, runner);
       assertEquals(runner.spawned, 1);
     } finally {
@@ -222,7 +233,7 @@ Deno.test({
         "ip netns delete",
         "ip netns add",
       ]);
-      assertEquals(linksIn(`/run/netns/${name}`), ["lo"]);
+      assertEquals(await linksIn(`/run/netns/${name}`), ["lo"]);
     } finally {
       await removeNetns(name, runner).catch(() => Deno.remove(`/run/netns/${name}`));
     }
@@ -236,9 +247,71 @@ Deno.test({
     withFixture(async (fx) => {
       const read = (ns: string) =>
         fx.sh("ip", "netns", "exec", ns, "cat", "/proc/sys/net/ipv4/ip_forward");
+      // A new netns may inherit ip_forward=1 from the host: start both from 0.
+      for (const ns of [fx.pod, fx.client]) {
+        inNetns(`/run/netns/${ns}`, () => {
+          const fd = openFd("/proc/sys/net/ipv4/ip_forward", O_WRONLY);
+          try {
+            writeFd(fd, new TextEncoder().encode("0\n"));
+          } finally {
+            closeFd(fd);
+          }
+        });
+      }
       assertEquals((await read(fx.pod)).trim(), "0");
       fx.track(await setupActorNetwork(fx.env));
       assertEquals((await read(fx.pod)).trim(), "1");
       assertEquals((await read(fx.client)).trim(), "0");
+    }),
+});
+
+Deno.test({
+  name: "net: run from inside the pod netns (no podNetns), setup and cleanup use no -n",
+  ignore,
+  fn: () =>
+    withFixture(async (fx) => {
+      const actor = new URL("../../lib/net/actor.ts", import.meta.url).href;
+      const runner = new URL("../../lib/net/runner.ts", import.meta.url).href;
+      const child = (op: string) =>
+        denoIn(
+          fx,
+          fx.pod,
+          `import * as net from "${actor}";
+           import { ProcessRunner } from "${runner}";
+           const env = { interiorNetns: "${fx.interior}", runner: new ProcessRunner({ record: true }) };
+           if ("${op}" === "setup") {
+             const s = await net.setupActorNetwork(env);
+             net.closeTapFds(s.tapFds);
+             console.log(JSON.stringify({ podIp: s.podIp }));
+           } else {
+             await net.cleanupActorNetwork(env);
+           }
+           console.log(JSON.stringify(env.runner.invocations.map((i) => i.argv.join(" "))));`,
+        );
+      const setup = child("setup");
+      const setupResult = await setup.rest();
+      assertEquals(setupResult.code, 0, setup.stderr);
+      assertEquals(setupResult.stdout.split("\n"), [
+        JSON.stringify({ podIp: POD_IP }),
+        JSON.stringify([
+          "ip -json -batch -",
+          `ip -n ${fx.interior} -batch -`,
+          `tc -n ${fx.interior} -batch -`,
+          "nft -f -",
+        ]),
+      ]);
+      // The child closed its tap fds, so the (non-persistent) tap and its filters are gone.
+      const { taps: _taps, ingress: _ingress, ...rest } = await readActorState(fx);
+      const { taps: _t, ingress: _i, ...expected } = expectedState(POD_IP);
+      assertEquals(rest, { ...expected, interiorLinks: ["eth0", "lo"] });
+
+      const cleanup = child("cleanup");
+      const cleanupResult = await cleanup.rest();
+      assertEquals(cleanupResult.code, 0, cleanup.stderr);
+      assertEquals(
+        cleanupResult.stdout,
+        JSON.stringify(["nft -f -", `ip -n ${fx.interior} -force -batch -`]),
+      );
+      assertEquals(await readActorState(fx), cleanState());
     }),
 });

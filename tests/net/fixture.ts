@@ -1,7 +1,7 @@
 /**
  * Network namespaces for the actor network tests: a fake pod netns whose `eth0` is a veth to a
  * "client" netns (pod 10.99.7.2/24, client 10.99.7.1/24), and an interior netns
- * `ateom:test-<pid>-<n>`. Names are unique per process and fixture; everything is removed
+ * `ateom:test-<pid>-<random>-<n>`. Names are unique per process, module and fixture; all is removed
  * afterwards, also when the test fails: actor network cleanup first (deleting the taps wakes
  * blocked tap readers), then the readers are awaited, the fds closed and the netns deleted.
  *
@@ -21,6 +21,8 @@ import { TapGuest } from "./tap_guest.ts";
 export const POD_IP = "10.99.7.2";
 export const CLIENT_IP = "10.99.7.1";
 
+// Deno.pid alone is not unique: `deno test --parallel` runs several test modules in one process.
+const instance = crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
 let counter = 0;
 
 export interface Fixture {
@@ -57,7 +59,7 @@ export async function withFixture(
   fn: (fx: Fixture) => Promise<void>,
   options: FixtureOptions = {},
 ): Promise<void> {
-  const id = `${Deno.pid}-${++counter}`;
+  const id = `${Deno.pid}-${instance}-${++counter}`;
   const tools = new ProcessRunner();
   const sh = (...argv: string[]) => runChecked(tools, argv);
   const fds: number[] = [];

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { extents } from "./extents.ts";
+import { extents } from "../../lib/sparse/extents.ts";
 
 export const MiB = 1024 * 1024;
 
