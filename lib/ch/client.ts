@@ -20,7 +20,7 @@
 import { UnixFdSocket } from "../ffi/fdpass.ts";
 import {
   encodeRequest,
-  errorText,
+  errorMessages,
   HttpParseError,
   type HttpResponse,
   parseResponse,
@@ -48,16 +48,30 @@ export interface CallOptions {
 
 /** CH answered with a non-2xx status. */
 export class ChApiError extends Error {
+  /** CH's error text (its JSON array of strings joined with ": "). */
+  readonly body: string;
+
   constructor(
     readonly method: string,
     readonly path: string,
     readonly status: number,
-    /** CH's error text (its JSON array of strings joined with ": "). */
-    readonly body: string,
+    /** CH's error chain, outermost first. */
+    readonly messages: readonly string[],
   ) {
+    const body = messages.join(": ");
     super(`cloud-hypervisor ${method} ${path} answered ${status}: ${body || "(no body)"}`);
     this.name = "ChApiError";
+    this.body = body;
   }
+}
+
+/**
+ * Whether `e` is CH (v53+) refusing vm.snapshot because an OnDemand restore is still filling
+ * memory in the background: retry the snapshot later, under the caller's deadline.
+ */
+export function isRestoreInProgress(e: unknown): boolean {
+  return e instanceof ChApiError && e.path.endsWith("/vm.snapshot") &&
+    e.messages.some((m) => m.includes("on-demand memory restore is still in progress"));
 }
 
 /** Why a call failed before CH answered. */
@@ -101,14 +115,53 @@ function concat(a: Uint8Array<ArrayBuffer>, b: Uint8Array<ArrayBuffer>): Uint8Ar
   return out;
 }
 
+/**
+ * Connections one client keeps open at once. CH accepts at most 10 and answers one request at a
+ * time, so more buys nothing; the margin leaves room for other clients (ch-remote, a second
+ * worker instance).
+ */
+export const MAX_CONCURRENT_REQUESTS = 4;
+
 /** A client for one VMM's api-socket. Holds no connection between calls. */
 export class ChClient {
   readonly socketPath: string;
   readonly timeoutMs: number;
+  #active = 0;
+  readonly #waiting: (() => void)[] = [];
 
   constructor(socketPath: string, options: { timeoutMs?: number } = {}) {
     this.socketPath = socketPath;
     this.timeoutMs = options.timeoutMs ?? 30_000;
+  }
+
+  /** A free connection slot now (the function gives it back), or undefined. */
+  #take(): (() => void) | undefined {
+    if (this.#active >= MAX_CONCURRENT_REQUESTS) return undefined;
+    this.#active++;
+    return () => {
+      this.#active--;
+      this.#waiting.shift()?.();
+    };
+  }
+
+  /** Waits for a connection slot; the returned function gives it back. */
+  async #slot(signal?: AbortSignal): Promise<() => void> {
+    for (;;) {
+      const release = this.#take();
+      if (release) return release;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          signal?.removeEventListener("abort", wake);
+          const i = this.#waiting.indexOf(wake);
+          if (i >= 0) this.#waiting.splice(i, 1);
+          resolve();
+        };
+        this.#waiting.push(wake);
+        signal?.addEventListener("abort", wake, { once: true });
+      });
+      // A cancelled wait takes no slot; the exchange then reports the cancel.
+      if (signal?.aborted) return () => {};
+    }
   }
 
   /**
@@ -122,6 +175,37 @@ export class ChClient {
     fds: readonly number[],
     options: CallOptions,
     eofIsAnswer = false,
+  ): Promise<HttpResponse | undefined> {
+    // The deadline covers the wait for a connection slot too.
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
+    const started = Date.now();
+    // Taken synchronously when free, so the request goes out before this call first yields.
+    const release = this.#take() ?? await this.#slot(options.signal);
+    try {
+      const remaining = Math.max(1, timeoutMs - (Date.now() - started));
+      return await this.#exchangeNow(
+        method,
+        endpoint,
+        body,
+        fds,
+        { signal: options.signal, timeoutMs: remaining },
+        eofIsAnswer,
+        timeoutMs,
+      );
+    } finally {
+      release();
+    }
+  }
+
+  async #exchangeNow(
+    method: "GET" | "PUT",
+    endpoint: string,
+    body: unknown,
+    fds: readonly number[],
+    options: CallOptions,
+    eofIsAnswer: boolean,
+    /** The call's whole deadline, for the error message. */
+    callTimeoutMs: number,
   ): Promise<HttpResponse | undefined> {
     const path = `${API_ROOT}/${endpoint}`;
     const fail = (reason: TransportFailure, detail: string, cause?: unknown) =>
@@ -146,7 +230,7 @@ export class ChClient {
     };
     const onAbort = () => stop(fail("aborted", "cancelled", options.signal?.reason));
     const timer = setTimeout(
-      () => stop(fail("timeout", `no answer within ${timeoutMs} ms (is the VMM stuck?)`)),
+      () => stop(fail("timeout", `no answer within ${callTimeoutMs} ms (is the VMM stuck?)`)),
       timeoutMs,
     );
     options.signal?.addEventListener("abort", onAbort, { once: true });
@@ -193,7 +277,7 @@ export class ChClient {
     const res = (await this.#exchange(method, endpoint, body, fds, options))!;
     const text = decoder.decode(res.body);
     if (res.status < 200 || res.status > 299) {
-      throw new ChApiError(method, `${API_ROOT}/${endpoint}`, res.status, errorText(res.body));
+      throw new ChApiError(method, `${API_ROOT}/${endpoint}`, res.status, errorMessages(res.body));
     }
     return text;
   }
@@ -229,6 +313,12 @@ export class ChClient {
 
   /** vm.create: stores the config; nothing runs until {@link boot}. */
   async create(config: VmConfig, options: CallOptions = {}): Promise<void> {
+    const size = config.memory.size;
+    if (!Number.isSafeInteger(size) || size <= 0) {
+      throw new Error(
+        `vm.create: memory.size ${size} is not a positive byte count (beware \`<<\` overflow past 2 GiB)`,
+      );
+    }
     await this.#call("PUT", "vm.create", config, options);
   }
 
@@ -347,7 +437,7 @@ export class ChClient {
     const path = `${API_ROOT}/vmm.shutdown`;
     const res = await this.#exchange("PUT", "vmm.shutdown", undefined, [], options, true);
     if (res && (res.status < 200 || res.status > 299)) {
-      throw new ChApiError("PUT", path, res.status, errorText(res.body));
+      throw new ChApiError("PUT", path, res.status, errorMessages(res.body));
     }
   }
 

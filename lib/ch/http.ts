@@ -199,18 +199,21 @@ export function parseResponse(buf: Uint8Array, eof = false): HttpResponse | unde
 }
 
 /**
- * CH's error text from an error body: the JSON array of strings joined with ": " (outermost
- * first), or the raw text when the body is not such an array.
+ * CH's error chain from an error body: the JSON array of strings (outermost first), or the raw
+ * text as the only message when the body is not such an array (empty body: no messages).
  */
-export function errorText(body: Uint8Array): string {
+export function errorMessages(body: Uint8Array): string[] {
   const text = decoder.decode(body).trim();
   try {
     const parsed = JSON.parse(text);
-    if (Array.isArray(parsed) && parsed.every((s) => typeof s === "string")) {
-      return parsed.join(": ");
-    }
+    if (Array.isArray(parsed) && parsed.every((s) => typeof s === "string")) return parsed;
   } catch {
     // not JSON: fall through to the raw text
   }
-  return text;
+  return text ? [text] : [];
+}
+
+/** CH's error text from an error body: {@link errorMessages} joined with ": ". */
+export function errorText(body: Uint8Array): string {
+  return errorMessages(body).join(": ");
 }

@@ -2,6 +2,7 @@ import { assert, assertEquals, assertThrows } from "../../tests/assert.ts";
 import {
   decodeChunked,
   encodeRequest,
+  errorMessages,
   errorText,
   HttpParseError,
   parseResponse,
@@ -104,4 +105,11 @@ Deno.test("http: CH error bodies are JSON arrays of strings, joined outermost fi
   );
   assertEquals(errorText(enc.encode("plain text\n")), "plain text");
   assertEquals(errorText(enc.encode('{"a":1}')), '{"a":1}');
+});
+
+Deno.test("http: error chains are kept as messages; an empty body has none", () => {
+  assertEquals(errorMessages(enc.encode('["a","b"]')), ["a", "b"]);
+  assertEquals(errorMessages(enc.encode("oops")), ["oops"]);
+  assertEquals(errorMessages(enc.encode("")), []);
+  assertEquals(errorMessages(enc.encode('["a",1]')), ['["a",1]']);
 });

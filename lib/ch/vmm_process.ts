@@ -10,6 +10,7 @@
  * @module
  */
 import type { Logger } from "../log/logger.ts";
+import { readProcText } from "../ffi/procfs.ts";
 import { ChClient, type PingResult } from "./client.ts";
 
 export interface LaunchOptions {
@@ -94,6 +95,12 @@ export class VmmProcess {
     return this.#child.pid;
   }
 
+  /** pid + start time, to persist so a restarted worker can find this VMM again. */
+  get identity(): VmmIdentity {
+    return this.#identity;
+  }
+  #identity!: VmmIdentity;
+
   /** The exit status once reaped, else undefined. */
   get exitStatus(): Deno.CommandStatus | undefined {
     return this.#exitStatus;
@@ -120,12 +127,17 @@ export class VmmProcess {
       throw new Error(`cannot start cloud-hypervisor ${options.binary}: ${(e as Error).message}`);
     }
     const childLog = log.with({ pid: child.pid });
+    childLog.info("cloud-hypervisor started", {
+      binary: options.binary,
+      api_socket: options.apiSocket,
+    });
     const logs = Promise.all([
       forwardLines(child.stdout, (line) => childLog.info(line, { stream: "stdout" })),
       forwardLines(child.stderr, (line) => childLog.info(line, { stream: "stderr" })),
     ]);
     const client = new ChClient(options.apiSocket, { timeoutMs: options.callTimeoutMs });
     const vmm = new VmmProcess(child, logs, options.apiSocket, client, options.binary);
+    vmm.#identity = { pid: child.pid, startTime: (await procStat(child.pid))?.startTime ?? "" };
     try {
       vmm.version = await vmm.#waitReady(options.readyTimeoutMs ?? 10_000, options.signal);
     } catch (e) {
@@ -142,11 +154,14 @@ export class VmmProcess {
   async #waitReady(timeoutMs: number, signal?: AbortSignal): Promise<PingResult> {
     const deadline = Date.now() + timeoutMs;
     let exited = false;
-    this.exited.then(() => exited = true);
-    let lastError: unknown;
     let wake: (() => void) | undefined;
+    this.exited.then(() => {
+      exited = true;
+      wake?.();
+    });
     const onAbort = () => wake?.();
     signal?.addEventListener("abort", onAbort, { once: true });
+    let lastError: unknown;
     try {
       for (;;) {
         if (signal?.aborted) {
@@ -175,13 +190,13 @@ export class VmmProcess {
         } catch (e) {
           lastError = e;
         }
+        // Poll again shortly; an exit or a cancel cuts the pause short.
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, Math.min(25, Math.max(0, deadline - Date.now())));
           wake = () => {
             clearTimeout(timer);
             resolve();
           };
-          this.exited.then(wake);
         });
         wake = undefined;
       }
@@ -201,6 +216,71 @@ export class VmmProcess {
     }
     await this.#logs.catch(() => {});
     return await this.exited;
+  }
+}
+
+/**
+ * Identifies a VMM process across worker restarts: a pid alone can be reused, the pid plus the
+ * process start time (field 22 of /proc/<pid>/stat, clock ticks since boot) cannot.
+ */
+export interface VmmIdentity {
+  pid: number;
+  startTime: string;
+}
+
+/** Field 22 (starttime) of a /proc/<pid>/stat text; the comm field may hold spaces or ')'. */
+export function parseStartTime(statText: string): string {
+  const fields = statText.slice(statText.lastIndexOf(")") + 2).split(" ");
+  const start = fields[19];
+  if (!start || !/^\d+$/.test(start)) {
+    throw new Error(`malformed /proc stat line: ${statText.slice(0, 80)}`);
+  }
+  return start;
+}
+
+/** The state letter and start time of a live process, or undefined when there is none. */
+async function procStat(pid: number): Promise<{ state: string; startTime: string } | undefined> {
+  const text = await readProcText(`/proc/${pid}/stat`);
+  if (text === undefined) return undefined;
+  return {
+    state: text.slice(text.lastIndexOf(")") + 2).split(" ")[0],
+    startTime: parseStartTime(text),
+  };
+}
+
+/** The identity of a running process (for persisting a VMM's pid with its start time). */
+export async function identityOf(pid: number): Promise<VmmIdentity> {
+  const stat = await procStat(pid);
+  if (!stat) throw new Error(`process ${pid} does not exist`);
+  return { pid, startTime: stat.startTime };
+}
+
+/**
+ * Kills a VMM a previous worker instance started (not our child, so it cannot be reaped here):
+ * SIGKILL only when the pid still belongs to the same process, then waits until it is gone (or
+ * a zombie left to its parent). Returns "gone" when no such process exists any more, "reused"
+ * when the pid now names another process (left alone), "killed" otherwise.
+ */
+export async function killByIdentity(
+  id: VmmIdentity,
+  timeoutMs = 10_000,
+): Promise<"killed" | "gone" | "reused"> {
+  const stat = await procStat(id.pid);
+  if (!stat || stat.state === "Z") return "gone";
+  if (stat.startTime !== id.startTime) return "reused";
+  try {
+    Deno.kill(id.pid, "SIGKILL");
+  } catch {
+    return "gone";
+  }
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const now = await procStat(id.pid);
+    if (!now || now.state === "Z" || now.startTime !== id.startTime) return "killed";
+    if (Date.now() > deadline) {
+      throw new Error(`process ${id.pid} did not die within ${timeoutMs} ms of SIGKILL`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
 

@@ -1,5 +1,5 @@
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
-import { checkApiSocketPath, forwardLines } from "./vmm_process.ts";
+import { checkApiSocketPath, forwardLines, parseStartTime } from "./vmm_process.ts";
 
 function streamOf(...chunks: string[]): ReadableStream<Uint8Array> {
   const enc = new TextEncoder();
@@ -37,4 +37,11 @@ Deno.test("vmm process: api socket paths CH cannot parse are refused", () => {
   assertThrows(() => checkApiSocketPath("run/api.sock"), /must be absolute/);
   assertThrows(() => checkApiSocketPath("/" + "x".repeat(107)), /longer than a unix socket allows/);
   checkApiSocketPath("/run/ateom/actors/a1/api.sock");
+});
+
+Deno.test("vmm process: the start time is field 22 of /proc/<pid>/stat, whatever the comm holds", () => {
+  const stat = "4242 (cloud hyper) (v) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 " +
+    "987654 1000000 100 18446744073709551615";
+  assertEquals(parseStartTime(stat), "987654");
+  assertThrows(() => parseStartTime("1 (x) S 1"), /malformed \/proc stat line/);
 });

@@ -12,7 +12,7 @@ import {
 import { ChApiError, ChClient, ChTransportError } from "../../lib/ch/client.ts";
 import { UnixFdSocket } from "../../lib/ffi/fdpass.ts";
 import { closeFd, fstatFd, O_RDWR, openFd } from "../../lib/ffi/libc.ts";
-import { makeAssets, openFdCount, startDouble, vsockRequest } from "./harness.ts";
+import { CH_DOUBLE, makeAssets, startDouble, vsockRequest } from "./harness.ts";
 
 async function withVm(
   env: Record<string, string>,
@@ -31,7 +31,6 @@ async function withVm(
 }
 
 Deno.test("ch client: full lifecycle against the double, tap fds arrive as the same open files", async () => {
-  const fdsBefore = openFdCount();
   await withVm({}, async ({ vmm, dir, config, logger }) => {
     const client = vmm.client;
     assertEquals(vmm.version.major, 54);
@@ -57,9 +56,14 @@ Deno.test("ch client: full lifecycle against the double, tap fds arrive as the s
       assertEquals(info.config.vsock!.id, "_vsock3");
       // The fds the VMM holds are the files we sent (same device and inode).
       for (const [i, remote] of net.fds.entries()) {
-        const there = Deno.statSync(`/proc/${vmm.pid}/fd/${remote}`);
-        const here = fstatFd(taps[i]);
-        assertEquals([BigInt(there.dev), BigInt(there.ino!)], [here.dev, here.ino]);
+        // Opening /proc/<pid>/fd/<n> reopens the VMM's file (through FFI: Deno refuses /proc).
+        const theirs = openFd(`/proc/${vmm.pid}/fd/${remote}`, O_RDWR);
+        try {
+          const [there, here] = [fstatFd(theirs), fstatFd(taps[i])];
+          assertEquals([there.dev, there.ino], [here.dev, here.ino]);
+        } finally {
+          closeFd(theirs);
+        }
       }
     } finally {
       taps.forEach(closeFd);
@@ -102,7 +106,6 @@ Deno.test("ch client: full lifecycle against the double, tap fds arrive as the s
     assert(lines.includes("cloud-hypervisor-double: PUT /api/v1/vm.boot -> 204"), lines.join("\n"));
     assert(logger.records.every((r) => r.stream === undefined || r.pid === vmm.pid));
   });
-  assertEquals(openFdCount(), fdsBefore, "no fd leaked");
 });
 
 Deno.test("ch client: non-2xx answers carry method, path, status and CH's error text", async () => {
@@ -112,6 +115,8 @@ Deno.test("ch client: non-2xx answers carry method, path, status and CH's error 
     const e1 = await assertRejects(() => client.create(unknown)) as ChApiError;
     assert(e1 instanceof ChApiError);
     assertEquals([e1.method, e1.path, e1.status], ["PUT", "/api/v1/vm.create", 400]);
+    assertEquals(e1.messages[0], "Failed to deserialize JSON");
+    assertEquals(e1.messages.length, 2);
     assertEquals(
       e1.message,
       "cloud-hypervisor PUT /api/v1/vm.create answered 400: Failed to deserialize JSON: " +
@@ -133,12 +138,22 @@ Deno.test("ch client: non-2xx answers carry method, path, status and CH's error 
       /GET \/api\/v1\/vm.info answered 404: The VM info is not available: VM is not created/,
     );
     await assertRejects(() => client.boot(), /404: The VM could not boot: VM config is missing/);
+    await assertRejects(
+      () => client.create({ ...config, memory: { size: 2048 << 20 } }),
+      /memory.size -2147483648 is not a positive byte count/,
+    );
     await client.create(config);
     await assertRejects(
       () => client.create(config),
       /500: The VM could not be created: VM is already created/,
     );
-    // A body on vm.boot is refused (CH: 400).
+    // A body on vm.boot / pause / resume / shutdown is refused (CH: 400).
+    for (const endpoint of ["vm.pause", "vm.resume", "vm.shutdown"]) {
+      await assertRejects(
+        () => client.raw("PUT", endpoint, {}),
+        new RegExp(`PUT /api/v1/${endpoint} answered 400: Bad Request`),
+      );
+    }
     await assertRejects(
       () => client.raw("PUT", "vm.boot", {}),
       /PUT \/api\/v1\/vm.boot answered 400: Bad Request/,
@@ -251,7 +266,6 @@ Deno.test("ch client: restore arguments are validated before sending, raw misuse
 });
 
 Deno.test("ch client: deadlines and cancellation abandon the call and close the socket", async () => {
-  const fdsBefore = openFdCount();
   await withVm({}, async ({ vmm }) => {
     const client = vmm.client;
     const aborted = new AbortController();
@@ -282,7 +296,6 @@ Deno.test("ch client: deadlines and cancellation abandon the call and close the 
     }
     assertEquals((await client.ping()).major, 54);
   });
-  assertEquals(openFdCount(), fdsBefore, "no fd leaked");
   const gone = new ChClient("/nonexistent/api.sock");
   const e = await assertRejects(() => gone.ping()) as ChTransportError;
   assertEquals(e.reason, "connect");
@@ -306,5 +319,46 @@ Deno.test("ch client: a VMM dying during vm.boot gives a transport error and exi
       "cloud-hypervisor PUT /api/v1/vm.boot: the VMM closed the connection without answering",
     );
     assertEquals((await vmm.exited).code, 1);
+  });
+});
+
+Deno.test("ch client: no socket or fd leaks, in a process of its own (fd counts are per process)", async () => {
+  const probe = new URL("./leak_probe.ts", import.meta.url).pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--no-lock", probe, CH_DOUBLE],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+  const result = JSON.parse(text.trim().split("\n").pop()!);
+  assertEquals(result.failures, []);
+  assertEquals(result.added, [], "fds opened by the calls and still open");
+  assert(result.calls >= 20, `only ${result.calls} calls made`);
+});
+
+Deno.test("ch client: concurrent calls stay under CH's connection limit, which the double enforces", async () => {
+  await withVm({}, async ({ vmm }) => {
+    // Calls made while the VMM is stopped pile up; only a few may be connected at once (14 is
+    // above CH's 10 and within the listen backlog, so an unlimited client would get 503s).
+    Deno.kill(vmm.pid, "SIGSTOP");
+    let pending: Promise<unknown>[];
+    try {
+      pending = Array.from({ length: 14 }, () => vmm.client.ping());
+    } finally {
+      Deno.kill(vmm.pid, "SIGCONT");
+    }
+    const pongs = await Promise.all(pending) as { major: number }[];
+    assertEquals(pongs.map((p) => p.major), Array(14).fill(54));
+    // Ten idle connections fill the server; the eleventh is answered 503 at once.
+    const idle = Array.from({ length: 10 }, () => UnixFdSocket.connect(vmm.apiSocket));
+    const extra = UnixFdSocket.connect(vmm.apiSocket);
+    try {
+      const reply = new TextDecoder().decode(await extra.read());
+      assertMatch(reply, /^HTTP\/1\.1 503 \r\n[^]*\["Too many open connections"\]$/);
+    } finally {
+      extra.close();
+      idle.forEach((s) => s.close());
+    }
   });
 });

@@ -89,7 +89,7 @@ export async function vsockRequest(socket: string, port: number): Promise<string
   }
 }
 
-/** The number of open fds of this process. */
+/** The number of open fds of this process (meaningful only when nothing else runs in it). */
 export function openFdCount(): number {
   return [...Deno.readDirSync("/proc/self/fd")].length;
 }

@@ -5,7 +5,7 @@
  * need a merge, v53+ snapshots refused until the background fill completes).
  */
 import { assert, assertEquals, assertMatch, assertRejects } from "../assert.ts";
-import { ChTransportError } from "../../lib/ch/client.ts";
+import { ChTransportError, isRestoreInProgress } from "../../lib/ch/client.ts";
 import { rewriteSnapshotConfig, snapshotNetDevices } from "../../lib/ch/snapshot_config.ts";
 import { extents } from "../../lib/sparse/extents.ts";
 import type { VmConfig } from "../../lib/ch/types.ts";
@@ -232,11 +232,13 @@ Deno.test("ch snapshot: v53+ OnDemand restores refuse snapshots until the backgr
     await second.client.pause();
     await Deno.mkdir(`${ctx.dir}/next`);
     for (let i = 0; i < 2; i++) {
-      await assertRejects(
+      const e = await assertRejects(
         () => second.client.snapshot(`${ctx.dir}/next`),
         /500: The VM could not be snapshotted: VM on-demand memory restore is still in progress/,
       );
+      assert(isRestoreInProgress(e));
     }
+    assert(!isRestoreInProgress(await assertRejects(() => second.client.snapshot("/nonexistent"))));
     await second.client.snapshot(`${ctx.dir}/next`);
     await second.client.shutdownVmm();
     // Complete on its own: restorable without any merge.

@@ -4,15 +4,14 @@
  */
 import { assert, assertEquals, assertMatch, assertRejects } from "../assert.ts";
 import { type Attrs, captureLogger, type Logger } from "../../lib/log/logger.ts";
-import { VmmProcess } from "../../lib/ch/vmm_process.ts";
+import { identityOf, killByIdentity, VmmProcess } from "../../lib/ch/vmm_process.ts";
 import { CH_DOUBLE } from "./harness.ts";
+import { readProcText } from "../../lib/ffi/procfs.ts";
 
-function alive(pid: number): boolean {
-  try {
-    return !Deno.readTextFileSync(`/proc/${pid}/stat`).includes(") Z ");
-  } catch {
-    return false;
-  }
+/** Whether `pid` is a live (not zombie) process; /proc read through FFI (see lib/ffi/procfs.ts). */
+async function alive(pid: number): Promise<boolean> {
+  const stat = await readProcText(`/proc/${pid}/stat`);
+  return stat !== undefined && !stat.includes(") Z ");
 }
 
 /** A logger that calls `onLine` for every forwarded line (and captures like captureLogger). */
@@ -86,9 +85,9 @@ Deno.test("vmm process: a VMM that never answers is killed and reaped at the dea
       err.message,
       /did not answer vmm.ping on .*a.sock within 300 ms \(last error: .*ENOENT/,
     );
-    pid = logger.records.find((r) => r.pid)?.pid as number;
-    assert(pid > 0);
-    assert(!alive(pid), "killed and reaped");
+    pid = logger.records.find((r) => r.msg === "cloud-hypervisor started")?.pid as number;
+    assert(pid > 0, JSON.stringify(logger.records));
+    assert(!(await alive(pid)), "killed and reaped");
   });
 });
 
@@ -110,7 +109,7 @@ Deno.test("vmm process: cancelling the start kills the child; once started it ou
     );
     assertMatch(err.message, /starting cloud-hypervisor cancelled before its API answered/);
     const pid = logger.records.find((r) => r.pid)?.pid as number;
-    assert(!alive(pid), "killed and reaped");
+    assert(!(await alive(pid)), "killed and reaped");
 
     const rpc = new AbortController();
     const vmm = await VmmProcess.launch({
@@ -122,12 +121,33 @@ Deno.test("vmm process: cancelling the start kills the child; once started it ou
     try {
       rpc.abort();
       assertEquals((await vmm.client.ping()).pid, vmm.pid);
-      assert(alive(vmm.pid));
+      assert(await alive(vmm.pid));
       assertEquals(vmm.exitStatus, undefined);
     } finally {
       const status = await vmm.kill();
       assertEquals(status.signal, "SIGKILL");
       assertEquals(await vmm.kill(), status, "kill is idempotent");
+    }
+  });
+});
+
+Deno.test("vmm process: a VMM found again by pid + start time is killed; a reused pid is left alone", async () => {
+  await tempDir(async (dir) => {
+    const vmm = await VmmProcess.launch({
+      binary: CH_DOUBLE,
+      apiSocket: `${dir}/a.sock`,
+      logger: captureLogger(),
+    });
+    try {
+      assertEquals(vmm.identity, await identityOf(vmm.pid));
+      const wrong = { pid: vmm.pid, startTime: String(Number(vmm.identity.startTime) + 1) };
+      assertEquals(await killByIdentity(wrong), "reused");
+      assert(await alive(vmm.pid));
+      assertEquals(await killByIdentity(vmm.identity), "killed");
+      assertEquals((await vmm.exited).signal, "SIGKILL");
+      assertEquals(await killByIdentity(vmm.identity), "gone");
+    } finally {
+      await vmm.kill();
     }
   });
 });

@@ -26,6 +26,8 @@ import { BadHttpRequest, encodeResponse, errorResponse, parseRequest } from "./h
 import { type Answer, Vmm } from "./vmm.ts";
 import nullGuest from "./null_guest.ts";
 
+const MAX_CONNECTIONS = 10;
+
 function log(line: string): void {
   Deno.stderr.writeSync(new TextEncoder().encode(`cloud-hypervisor-double: ${line}\n`));
 }
@@ -164,9 +166,22 @@ async function main(): Promise<void> {
     }
   };
 
+  // micro_http keeps at most 10 connections; one more is answered 503 and closed.
+  let open = 0;
   for (;;) {
     const fd = await listener.accept();
-    serve(fd);
+    if (open >= MAX_CONNECTIONS) {
+      log(`refusing a connection: ${open} already open`);
+      try {
+        writeFd(fd, errorResponse(503, ["Too many open connections"]));
+      } catch {
+        // the client went away
+      }
+      closeFd(fd);
+      continue;
+    }
+    open++;
+    serve(fd).finally(() => open--);
   }
 }
 
