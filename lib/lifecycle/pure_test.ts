@@ -11,7 +11,6 @@ import {
 import { memoryPlan, parseMemoryModeFlag } from "./memory_mode.ts";
 import { parseStatusLine, probeRequest } from "./readiness.ts";
 import { dnsLines } from "./runtime.ts";
-import { isZombieStat, startTimeFromStat } from "./state.ts";
 
 Deno.test("memory plan: v52 merges, v53+ waits, copy needs nothing; flag parsing", () => {
   assertEquals(memoryPlan(52), { mode: "OnDemand", atCheckpoint: "merge" });
@@ -57,15 +56,6 @@ Deno.test("layout: short socket paths, per-container disks, stable agent ids", (
   assertEquals(goldenDiskOf("/a", "web"), "/a/golden-rootfs-web.ext4");
   assertEquals(agentContainerId("web"), "web");
   assertEquals(agentContainerId("w"), "ctr-w");
-});
-
-Deno.test("state: start time and zombie state from /proc/<pid>/stat, names with ') ' in them", () => {
-  const stat =
-    "1234 (cloud hyper) v) S 1 1234 1234 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 4 0 987654 1000 10";
-  assertEquals(startTimeFromStat(stat), "987654");
-  assertEquals(isZombieStat(stat), false);
-  assertEquals(isZombieStat(stat.replace(") S ", ") Z ")), true);
-  assertEquals(startTimeFromStat("garbage"), undefined);
 });
 
 Deno.test("readiness: status line parsing and the probe request bytes", () => {

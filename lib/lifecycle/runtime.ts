@@ -28,8 +28,8 @@ import type {
   WorkloadRuntime,
 } from "../api/runtime.ts";
 import { RuntimeError } from "../api/runtime.ts";
-import { ChApiError, ChClient } from "../ch/client.ts";
-import { VmmProcess } from "../ch/vmm_process.ts";
+import { ChClient, isRestoreInProgress } from "../ch/client.ts";
+import { identityOf, killByIdentity, VmmProcess } from "../ch/vmm_process.ts";
 import { rewriteSnapshotConfig, snapshotNetDevices } from "../ch/snapshot_config.ts";
 import type { AgentClient } from "../kata/agent_client.ts";
 import { readKataConfig, withAgentDebug, withDebugConsole } from "../kata/config.ts";
@@ -80,11 +80,9 @@ import {
   type ActivationState,
   clearState,
   type ContainerState,
-  isSameProcessAlive,
-  killVmm,
+  isVmmAlive,
   loadCurrentState,
   loadState,
-  processStartTime,
   saveState,
   STATE_VERSION,
 } from "./state.ts";
@@ -245,11 +243,11 @@ export class MicroVmRuntime implements WorkloadRuntime {
       return undefined;
     });
     if (!leftover) return;
-    const killed = await killVmm(leftover.vmm.pid, leftover.vmm.startTime);
+    const killed = await killByIdentity(leftover.vmm);
     this.#log.warn("reaped the activation of a previous worker instance", {
       actor: leftover.actor.id,
       vmm_pid: leftover.vmm.pid,
-      vmm_was_running: killed,
+      vmm: killed,
     });
     await this.#cleanupHost(leftover.vmDir, leftover.actorDir);
   }
@@ -281,7 +279,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
         "launching cloud-hypervisor",
         () => this.#launch(assets, vm, undo, req.actor.id, signal),
       );
-      const state = this.#stateOf(req, vm, vmm, {
+      const state = await this.#stateOf(req, vm, vmm, {
         baseId: req.actor.id,
         atCheckpoint: "none",
       });
@@ -443,8 +441,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
         if (attempt > 1) log.info("snapshot accepted after the memory fill", { attempts: attempt });
         return;
       } catch (e) {
-        const filling = e instanceof ChApiError && /in progress|not complete|fill/i.test(e.body);
-        if (!filling || act.state.atCheckpoint !== "wait") throw e;
+        if (!isRestoreInProgress(e) || act.state.atCheckpoint !== "wait") throw e;
         if (signal.aborted) {
           throw new Error(
             `cloud-hypervisor still refuses to snapshot (on-demand memory fill not complete after ${attempt} attempts) at the RPC deadline; retry the checkpoint`,
@@ -518,7 +515,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
         () => this.#launch(assets, vm, undo, req.actor.id, signal),
       );
       const plan = memoryPlan(vmm.version.major, this.#opts.memoryRestoreMode);
-      const state = this.#stateOf(req, vm, vmm, {
+      const state = await this.#stateOf(req, vm, vmm, {
         baseId,
         restoreSource: source,
         memoryMode: plan.mode,
@@ -675,14 +672,13 @@ export class MicroVmRuntime implements WorkloadRuntime {
     return vmm;
   }
 
-  #stateOf(
+  async #stateOf(
     req: WorkloadRequest,
     vm: VmDir,
     vmm: VmmProcess,
     extra: Pick<ActivationState, "baseId" | "restoreSource" | "memoryMode" | "atCheckpoint">,
-  ): ActivationState {
-    const startTime = processStartTime(vmm.pid);
-    if (!startTime) throw new Error(`cloud-hypervisor pid ${vmm.pid} vanished right after start`);
+  ): Promise<ActivationState> {
+    const { startTime } = await identityOf(vmm.pid);
     const containers: ContainerState[] = req.containers.map((c) => ({
       name: c.name,
       agentId: agentContainerId(c.name),
@@ -805,7 +801,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
       return act;
     }
     const state = await loadState(req.paths.actorDir);
-    if (!state || !isSameProcessAlive(state.vmm.pid, state.vmm.startTime)) {
+    if (!state || !(await isVmmAlive(state.vmm))) {
       throw new RuntimeError(
         "NOT_FOUND",
         `no VM of actor ${req.actor.id} is running on this worker (no live VMM recorded in ${req.paths.actorDir})`,
@@ -827,10 +823,13 @@ export class MicroVmRuntime implements WorkloadRuntime {
     await act.client.shutdownVmm(quick).catch((e) =>
       log.debug("vmm.shutdown failed (continuing)", { err: e.message })
     );
-    if (act.vmm) await act.vmm.kill();
-    else {await killVmm(act.state.vmm.pid, act.state.vmm.startTime).catch((e) =>
+    if (act.vmm) {
+      await act.vmm.kill();
+    } else {
+      await killByIdentity(act.state.vmm).catch((e) =>
         log.error("killing the adopted VMM failed", { err: e.message })
-      );}
+      );
+    }
     await this.#cleanupHost(act.state.vmDir, act.state.actorDir);
   }
 

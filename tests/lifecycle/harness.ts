@@ -17,7 +17,6 @@ import { type RunningServer, startServer } from "../../lib/api/server.ts";
 import { dialHybridVsock } from "../../lib/kata/hvsock.ts";
 import { type Prober, probeRequest, readStatus } from "../../lib/lifecycle/readiness.ts";
 import { MicroVmRuntime, type MicroVmRuntimeOptions } from "../../lib/lifecycle/runtime.ts";
-import { isZombieStat } from "../../lib/lifecycle/state.ts";
 import { jsonLogger } from "../../lib/log/logger.ts";
 import { linksIn, netnsPath } from "../../lib/net/actor.ts";
 import { type ActorKey, AteomPaths } from "../../lib/paths/paths.ts";
@@ -382,7 +381,7 @@ export function processesMentioning(needle: string): number[] {
     try {
       const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
       const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      if (cmd.includes(needle) && !isZombieStat(stat)) pids.push(Number(e.name));
+      if (cmd.includes(needle) && !/\) Z /.test(stat)) pids.push(Number(e.name));
     } catch { /* gone */ }
   }
   return pids;
