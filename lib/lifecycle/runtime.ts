@@ -360,7 +360,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
     const act = await steps.run("finding the running VM", () => this.#activationFor(req, log));
     const captureStarted = performance.now();
     if (!act.capture) {
-      act.capture = this.#capture(act, req, log, signal);
+      act.capture = this.#capture(act, req, log);
       // A failed capture may be retried from scratch by the next Checkpoint.
       act.capture.catch(() => act.capture = undefined);
     } else {
@@ -383,13 +383,12 @@ export class MicroVmRuntime implements WorkloadRuntime {
     return { snapshotFiles };
   }
 
-  /** Pause, snapshot, merge/verify, golden copies, file list. Detached from the RPC's signal. */
-  async #capture(
-    act: Activation,
-    req: CheckpointRequest,
-    log: Logger,
-    signal: AbortSignal,
-  ): Promise<string[]> {
+  /**
+   * Pause, snapshot (waiting out a v53+ background fill), merge, verify, golden copies, file
+   * list. Detached from the RPC: a cancelled caller stops waiting, the capture goes on, and the
+   * next Checkpoint joins it.
+   */
+  async #capture(act: Activation, req: CheckpointRequest, log: Logger): Promise<string[]> {
     const dir = req.paths.checkpointStateDir;
     const times: StepTimes = {};
     const phase = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
@@ -405,7 +404,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
     const client = act.client;
     await phase("pausing the VM", () => client.pause());
     try {
-      await phase("snapshotting the VM", () => this.#snapshot(act, dir, log, signal));
+      await phase("snapshotting the VM", () => this.#snapshot(act, dir, log));
       if (act.state.atCheckpoint === "merge") {
         await phase("merging the OnDemand delta", () => this.#merge(act, dir, log));
       }
@@ -432,7 +431,8 @@ export class MicroVmRuntime implements WorkloadRuntime {
     return files;
   }
 
-  async #snapshot(act: Activation, dir: string, log: Logger, signal: AbortSignal): Promise<void> {
+  async #snapshot(act: Activation, dir: string, log: Logger): Promise<void> {
+    const started = Date.now();
     for (let attempt = 1;; attempt++) {
       await removeIfPresent(dir);
       await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -442,9 +442,11 @@ export class MicroVmRuntime implements WorkloadRuntime {
         return;
       } catch (e) {
         if (!isRestoreInProgress(e) || act.state.atCheckpoint !== "wait") throw e;
-        if (signal.aborted) {
+        if (Date.now() - started > LONG_CALL_MS) {
           throw new Error(
-            `cloud-hypervisor still refuses to snapshot (on-demand memory fill not complete after ${attempt} attempts) at the RPC deadline; retry the checkpoint`,
+            `cloud-hypervisor still refuses to snapshot after ${attempt} attempts over ${
+              LONG_CALL_MS / 1000
+            } s: the on-demand memory fill does not complete; check the VMM's log`,
           );
         }
         log.debug("snapshot refused while memory fills; retrying", { attempt });

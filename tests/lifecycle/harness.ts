@@ -83,6 +83,8 @@ export interface WorkerOptions {
   fail?: string[];
   memoryRestoreMode?: MicroVmRuntimeOptions["memoryRestoreMode"];
   agentDialTimeoutMs?: number;
+  /** CH_DOUBLE_FILL_REFUSALS: snapshots refused after a v53+ OnDemand restore. */
+  fillRefusals?: number;
 }
 
 /** A worker serving one fake pod. */
@@ -168,6 +170,7 @@ export async function startWorker(fx: Fixture, options: WorkerOptions): Promise<
       CH_DOUBLE_GUEST: AGENT_DOUBLE,
       CH_DOUBLE_VERSION: String(options.chVersion),
       CH_DOUBLE_FAIL: fail.join(","),
+      CH_DOUBLE_FILL_REFUSALS: String(options.fillRefusals ?? 1),
     }),
   };
   const runtime = new MicroVmRuntime(runtimeOptions);
