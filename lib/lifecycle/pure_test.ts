@@ -10,7 +10,7 @@ import {
 } from "./layout.ts";
 import { memoryPlan, parseMemoryModeFlag } from "./memory_mode.ts";
 import { parseStatusLine, probeRequest } from "./readiness.ts";
-import { dnsLines } from "./runtime.ts";
+import { dnsLines, guestImageRepoint } from "./runtime.ts";
 
 Deno.test("memory plan: v52 merges, v53+ waits, copy needs nothing; flag parsing", () => {
   assertEquals(memoryPlan(52), { mode: "OnDemand", atCheckpoint: "merge" });
@@ -75,4 +75,19 @@ Deno.test("dns: resolv.conf lines without comments and blanks", () => {
     "search a.svc b",
     "options ndots:5",
   ]);
+});
+
+Deno.test("restore: the read-only guest image is repointed to this node's asset by basename", () => {
+  const config = {
+    disks: [
+      { path: "/node1/static/kata-abc.img", readonly: true },
+      { path: "/node1/actors/x/rootfs-app.ext4", readonly: false },
+    ],
+  };
+  assertEquals(guestImageRepoint(config, "/node2/static/kata-abc2.img"), {
+    "kata-abc.img": "/node2/static/kata-abc2.img",
+  });
+  assertEquals(guestImageRepoint(config, "/node1/static/kata-abc.img"), {});
+  assertEquals(guestImageRepoint(config, ""), {});
+  assertEquals(guestImageRepoint({}, "/x.img"), {});
 });

@@ -487,17 +487,22 @@ export class MicroVmRuntime implements WorkloadRuntime {
       );
       const vm = await steps.run("preparing the VM run directory", () => this.#vmDir(undo));
       await steps.run("preparing rootfs disks", () => this.#restoreDisks(req, log, signal));
-      await steps.run("repointing the snapshot config", () =>
-        rewriteSnapshotConfig(source, {
+      await steps.run("repointing the snapshot config", async () => {
+        const config = JSON.parse(await Deno.readTextFile(join(source, "config.json")));
+        await rewriteSnapshotConfig(source, {
           vsockSocket: vm.vsockSocket,
           serialFile: vm.serialLog,
-          disks: Object.fromEntries(
-            req.containers.map((c) => [
-              rootfsDiskName(c.name),
-              rootfsDiskOf(req.paths.actorDir, c.name),
-            ]),
-          ),
-        }));
+          disks: {
+            ...guestImageRepoint(config, assets.image),
+            ...Object.fromEntries(
+              req.containers.map((c) => [
+                rootfsDiskName(c.name),
+                rootfsDiskOf(req.paths.actorDir, c.name),
+              ]),
+            ),
+          },
+        });
+      });
       const devices = await steps.run("reading snapshot net devices", async () => {
         const all = (await snapshotNetDevices(source)).filter((d) => d.fdBacked);
         if (all.length > 1) {
@@ -855,6 +860,19 @@ export class MicroVmRuntime implements WorkloadRuntime {
       unwind_failures: failures.length > 0 ? failures : undefined,
     });
   }
+}
+
+/**
+ * The repoint of the snapshot's read-only guest image (vda) to this node's `image` asset, by
+ * the basename config.json records; nothing when no image is given or it is already there.
+ */
+export function guestImageRepoint(config: unknown, image: string): Record<string, string> {
+  if (!image) return {};
+  const disks = ((config as { disks?: { path?: unknown; readonly?: unknown }[] })?.disks) ?? [];
+  const current = disks.find((d) => d.readonly === true && typeof d.path === "string");
+  if (!current || current.path === image) return {};
+  const path = current.path as string;
+  return { [path.slice(path.lastIndexOf("/") + 1)]: image };
 }
 
 /** Throws FAILED_PRECONDITION unless restore-state/ holds a CH snapshot. */
