@@ -23,8 +23,6 @@ const SYMBOLS = {
   lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
-  // read(2) on the calling thread: for small files that must be read in a setns'd thread.
-  readOnThread: { name: "read", parameters: ["i32", "buffer", "usize"], result: "isize" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -165,32 +163,6 @@ export async function readFd(fd: number, max = 65536): Promise<Uint8Array<ArrayB
   const n = Number(await sym().read(fd, buf, BigInt(max)));
   if (n < 0) throw new Error(`read fd ${fd} failed`);
   return buf.slice(0, n);
-}
-
-/**
- * Reads a small file whole with open/read/close on the calling thread. For /proc files Deno's
- * permission model refuses without --allow-all (e.g. `/proc/thread-self/net/dev`, which must
- * be opened on the thread that switched netns).
- */
-export function readFileOnThread(path: string): Uint8Array<ArrayBuffer> {
-  const fd = openFd(path, O_RDONLY);
-  try {
-    const chunks: Uint8Array[] = [];
-    let total = 0;
-    for (;;) {
-      const buf = new Uint8Array(65536);
-      const n = Number(check("read", sym().readOnThread(fd, buf, BigInt(buf.length)), path));
-      if (n === 0) break;
-      chunks.push(buf.subarray(0, n));
-      total += n;
-    }
-    const out = new Uint8Array(total);
-    let off = 0;
-    for (const c of chunks) out.set(c, off), off += c.length;
-    return out;
-  } finally {
-    closeFd(fd);
-  }
 }
 
 const F_GETFL = 3;

@@ -28,8 +28,8 @@ import type {
   WorkloadRuntime,
 } from "../api/runtime.ts";
 import { RuntimeError } from "../api/runtime.ts";
-import { ChApiError, ChClient } from "../ch/client.ts";
-import { VmmProcess } from "../ch/vmm_process.ts";
+import { ChClient, isRestoreInProgress } from "../ch/client.ts";
+import { identityOf, killByIdentity, VmmProcess } from "../ch/vmm_process.ts";
 import { rewriteSnapshotConfig, snapshotNetDevices } from "../ch/snapshot_config.ts";
 import type { AgentClient } from "../kata/agent_client.ts";
 import { readKataConfig, withAgentDebug, withDebugConsole } from "../kata/config.ts";
@@ -80,11 +80,9 @@ import {
   type ActivationState,
   clearState,
   type ContainerState,
-  isSameProcessAlive,
-  killVmm,
+  isVmmAlive,
   loadCurrentState,
   loadState,
-  processStartTime,
   saveState,
   STATE_VERSION,
 } from "./state.ts";
@@ -245,11 +243,11 @@ export class MicroVmRuntime implements WorkloadRuntime {
       return undefined;
     });
     if (!leftover) return;
-    const killed = await killVmm(leftover.vmm.pid, leftover.vmm.startTime);
+    const killed = await killByIdentity(leftover.vmm);
     this.#log.warn("reaped the activation of a previous worker instance", {
       actor: leftover.actor.id,
       vmm_pid: leftover.vmm.pid,
-      vmm_was_running: killed,
+      vmm: killed,
     });
     await this.#cleanupHost(leftover.vmDir, leftover.actorDir);
   }
@@ -281,7 +279,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
         "launching cloud-hypervisor",
         () => this.#launch(assets, vm, undo, req.actor.id, signal),
       );
-      const state = this.#stateOf(req, vm, vmm, {
+      const state = await this.#stateOf(req, vm, vmm, {
         baseId: req.actor.id,
         atCheckpoint: "none",
       });
@@ -362,7 +360,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
     const act = await steps.run("finding the running VM", () => this.#activationFor(req, log));
     const captureStarted = performance.now();
     if (!act.capture) {
-      act.capture = this.#capture(act, req, log, signal);
+      act.capture = this.#capture(act, req, log);
       // A failed capture may be retried from scratch by the next Checkpoint.
       act.capture.catch(() => act.capture = undefined);
     } else {
@@ -385,13 +383,12 @@ export class MicroVmRuntime implements WorkloadRuntime {
     return { snapshotFiles };
   }
 
-  /** Pause, snapshot, merge/verify, golden copies, file list. Detached from the RPC's signal. */
-  async #capture(
-    act: Activation,
-    req: CheckpointRequest,
-    log: Logger,
-    signal: AbortSignal,
-  ): Promise<string[]> {
+  /**
+   * Pause, snapshot (waiting out a v53+ background fill), merge, verify, golden copies, file
+   * list. Detached from the RPC: a cancelled caller stops waiting, the capture goes on, and the
+   * next Checkpoint joins it.
+   */
+  async #capture(act: Activation, req: CheckpointRequest, log: Logger): Promise<string[]> {
     const dir = req.paths.checkpointStateDir;
     const times: StepTimes = {};
     const phase = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
@@ -407,7 +404,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
     const client = act.client;
     await phase("pausing the VM", () => client.pause());
     try {
-      await phase("snapshotting the VM", () => this.#snapshot(act, dir, log, signal));
+      await phase("snapshotting the VM", () => this.#snapshot(act, dir, log));
       if (act.state.atCheckpoint === "merge") {
         await phase("merging the OnDemand delta", () => this.#merge(act, dir, log));
       }
@@ -434,7 +431,8 @@ export class MicroVmRuntime implements WorkloadRuntime {
     return files;
   }
 
-  async #snapshot(act: Activation, dir: string, log: Logger, signal: AbortSignal): Promise<void> {
+  async #snapshot(act: Activation, dir: string, log: Logger): Promise<void> {
+    const started = Date.now();
     for (let attempt = 1;; attempt++) {
       await removeIfPresent(dir);
       await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -443,11 +441,12 @@ export class MicroVmRuntime implements WorkloadRuntime {
         if (attempt > 1) log.info("snapshot accepted after the memory fill", { attempts: attempt });
         return;
       } catch (e) {
-        const filling = e instanceof ChApiError && /in progress|not complete|fill/i.test(e.body);
-        if (!filling || act.state.atCheckpoint !== "wait") throw e;
-        if (signal.aborted) {
+        if (!isRestoreInProgress(e) || act.state.atCheckpoint !== "wait") throw e;
+        if (Date.now() - started > LONG_CALL_MS) {
           throw new Error(
-            `cloud-hypervisor still refuses to snapshot (on-demand memory fill not complete after ${attempt} attempts) at the RPC deadline; retry the checkpoint`,
+            `cloud-hypervisor still refuses to snapshot after ${attempt} attempts over ${
+              LONG_CALL_MS / 1000
+            } s: the on-demand memory fill does not complete; check the VMM's log`,
           );
         }
         log.debug("snapshot refused while memory fills; retrying", { attempt });
@@ -488,17 +487,22 @@ export class MicroVmRuntime implements WorkloadRuntime {
       );
       const vm = await steps.run("preparing the VM run directory", () => this.#vmDir(undo));
       await steps.run("preparing rootfs disks", () => this.#restoreDisks(req, log, signal));
-      await steps.run("repointing the snapshot config", () =>
-        rewriteSnapshotConfig(source, {
+      await steps.run("repointing the snapshot config", async () => {
+        const config = JSON.parse(await Deno.readTextFile(join(source, "config.json")));
+        await rewriteSnapshotConfig(source, {
           vsockSocket: vm.vsockSocket,
           serialFile: vm.serialLog,
-          disks: Object.fromEntries(
-            req.containers.map((c) => [
-              rootfsDiskName(c.name),
-              rootfsDiskOf(req.paths.actorDir, c.name),
-            ]),
-          ),
-        }));
+          disks: {
+            ...guestImageRepoint(config, assets.image),
+            ...Object.fromEntries(
+              req.containers.map((c) => [
+                rootfsDiskName(c.name),
+                rootfsDiskOf(req.paths.actorDir, c.name),
+              ]),
+            ),
+          },
+        });
+      });
       const devices = await steps.run("reading snapshot net devices", async () => {
         const all = (await snapshotNetDevices(source)).filter((d) => d.fdBacked);
         if (all.length > 1) {
@@ -518,7 +522,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
         () => this.#launch(assets, vm, undo, req.actor.id, signal),
       );
       const plan = memoryPlan(vmm.version.major, this.#opts.memoryRestoreMode);
-      const state = this.#stateOf(req, vm, vmm, {
+      const state = await this.#stateOf(req, vm, vmm, {
         baseId,
         restoreSource: source,
         memoryMode: plan.mode,
@@ -675,14 +679,13 @@ export class MicroVmRuntime implements WorkloadRuntime {
     return vmm;
   }
 
-  #stateOf(
+  async #stateOf(
     req: WorkloadRequest,
     vm: VmDir,
     vmm: VmmProcess,
     extra: Pick<ActivationState, "baseId" | "restoreSource" | "memoryMode" | "atCheckpoint">,
-  ): ActivationState {
-    const startTime = processStartTime(vmm.pid);
-    if (!startTime) throw new Error(`cloud-hypervisor pid ${vmm.pid} vanished right after start`);
+  ): Promise<ActivationState> {
+    const { startTime } = await identityOf(vmm.pid);
     const containers: ContainerState[] = req.containers.map((c) => ({
       name: c.name,
       agentId: agentContainerId(c.name),
@@ -805,7 +808,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
       return act;
     }
     const state = await loadState(req.paths.actorDir);
-    if (!state || !isSameProcessAlive(state.vmm.pid, state.vmm.startTime)) {
+    if (!state || !(await isVmmAlive(state.vmm))) {
       throw new RuntimeError(
         "NOT_FOUND",
         `no VM of actor ${req.actor.id} is running on this worker (no live VMM recorded in ${req.paths.actorDir})`,
@@ -827,10 +830,13 @@ export class MicroVmRuntime implements WorkloadRuntime {
     await act.client.shutdownVmm(quick).catch((e) =>
       log.debug("vmm.shutdown failed (continuing)", { err: e.message })
     );
-    if (act.vmm) await act.vmm.kill();
-    else {await killVmm(act.state.vmm.pid, act.state.vmm.startTime).catch((e) =>
+    if (act.vmm) {
+      await act.vmm.kill();
+    } else {
+      await killByIdentity(act.state.vmm).catch((e) =>
         log.error("killing the adopted VMM failed", { err: e.message })
-      );}
+      );
+    }
     await this.#cleanupHost(act.state.vmDir, act.state.actorDir);
   }
 
@@ -854,6 +860,19 @@ export class MicroVmRuntime implements WorkloadRuntime {
       unwind_failures: failures.length > 0 ? failures : undefined,
     });
   }
+}
+
+/**
+ * The repoint of the snapshot's read-only guest image (vda) to this node's `image` asset, by
+ * the basename config.json records; nothing when no image is given or it is already there.
+ */
+export function guestImageRepoint(config: unknown, image: string): Record<string, string> {
+  if (!image) return {};
+  const disks = ((config as { disks?: { path?: unknown; readonly?: unknown }[] })?.disks) ?? [];
+  const current = disks.find((d) => d.readonly === true && typeof d.path === "string");
+  if (!current || current.path === image) return {};
+  const path = current.path as string;
+  return { [path.slice(path.lastIndexOf("/") + 1)]: image };
 }
 
 /** Throws FAILED_PRECONDITION unless restore-state/ holds a CH snapshot. */

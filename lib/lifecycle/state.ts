@@ -5,7 +5,7 @@
  * Contract: the state is written atomically (temp file + rename) to
  * `<actorDir>/microvm-state.json`, and `<ateomDir>/current-actor` names that actor dir. A VMM is
  * identified by its pid AND its start time (`/proc/<pid>/stat` field 22), never by process name:
- * a recycled pid does not match, so {@link killVmm} never touches an unrelated process.
+ * a recycled pid does not match, so a kill by identity never touches an unrelated process.
  *
  * @module
  */
@@ -13,7 +13,8 @@ import type { ActorKey } from "../paths/paths.ts";
 import type { CheckpointMemoryWork } from "./memory_mode.ts";
 import type { MemoryRestoreMode } from "../ch/types.ts";
 import { currentActorFile, stateFileOf } from "./layout.ts";
-import { readFileOnThread } from "../ffi/libc.ts";
+import { parseStartTime, type VmmIdentity } from "../ch/vmm_process.ts";
+import { readProcText } from "../ffi/procfs.ts";
 
 export const STATE_VERSION = 1;
 
@@ -46,67 +47,14 @@ export interface ActivationState {
 }
 
 /**
- * The start time (clock ticks since boot) of process `pid` from a `/proc/<pid>/stat` text, or
- * undefined when the text cannot be parsed. The command name may hold spaces and parentheses,
- * so fields are counted after the last `)`.
+ * Whether the VMM `vmm` (pid and start time) is still running: the pid exists, is not a zombie
+ * (a VMM another worker started is reaped by its parent, not by us) and started at that time.
  */
-export function startTimeFromStat(stat: string): string | undefined {
-  const close = stat.lastIndexOf(")");
-  if (close < 0) return undefined;
-  // After ")": field 3 (state) is first, so starttime (field 22) is at index 19.
-  const fields = stat.slice(close + 2).split(" ");
-  const value = fields[19];
-  return value && /^\d+$/.test(value) ? value : undefined;
-}
-
-/** Whether `/proc/<pid>/stat` says the process is a zombie (exited, not reaped). */
-export function isZombieStat(stat: string): boolean {
-  const close = stat.lastIndexOf(")");
-  return close >= 0 && stat.slice(close + 2, close + 3) === "Z";
-}
-
-function readStat(pid: number): string | undefined {
-  try {
-    // Through libc: Deno refuses /proc/<pid> paths without --allow-all.
-    return new TextDecoder().decode(readFileOnThread(`/proc/${pid}/stat`));
-  } catch {
-    return undefined;
-  }
-}
-
-/** The start time of live process `pid`, or undefined when it does not exist. */
-export function processStartTime(pid: number): string | undefined {
-  const stat = readStat(pid);
-  return stat === undefined ? undefined : startTimeFromStat(stat);
-}
-
-/** Whether the process `pid` started at `startTime` is still alive (and not a zombie). */
-export function isSameProcessAlive(pid: number, startTime: string): boolean {
-  const stat = readStat(pid);
-  if (stat === undefined || isZombieStat(stat)) return false;
-  return startTimeFromStat(stat) === startTime;
-}
-
-/**
- * SIGKILLs the VMM identified by pid and start time, and waits (up to `timeoutMs`) until it is
- * gone or a zombie (a process we did not spawn is reaped by its parent, not by us). Returns
- * false when no such process was running.
- */
-export async function killVmm(pid: number, startTime: string, timeoutMs = 5000): Promise<boolean> {
-  if (!isSameProcessAlive(pid, startTime)) return false;
-  try {
-    Deno.kill(pid, "SIGKILL");
-  } catch {
-    return false;
-  }
-  const deadline = Date.now() + timeoutMs;
-  while (isSameProcessAlive(pid, startTime)) {
-    if (Date.now() > deadline) {
-      throw new Error(`VMM pid ${pid} did not die within ${timeoutMs} ms of SIGKILL`);
-    }
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return true;
+export async function isVmmAlive(vmm: VmmIdentity): Promise<boolean> {
+  const stat = await readProcText(`/proc/${vmm.pid}/stat`);
+  if (stat === undefined) return false;
+  if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return false;
+  return parseStartTime(stat) === vmm.startTime;
 }
 
 async function writeAtomic(path: string, text: string): Promise<void> {

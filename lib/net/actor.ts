@@ -6,23 +6,25 @@
  * Contract:
  * - {@link ensureInteriorNetns} once at startup; {@link setupActorNetwork} per activation;
  *   {@link cleanupActorNetwork} after checkpoint (setup runs the same sweep itself first and a
- *   full cleanup after it fails).
+ *   full cleanup after it fails). Calls must not overlap: the caller serialises activations.
  * - Setup returns the tap fds, one per queue pair. The caller owns them: hand them to
  *   cloud-hypervisor, then close its copies ({@link closeTapFds}). Cleanup deletes the tap link,
  *   which also wakes any reader blocked on a still-open fd.
- * - Link lists are read in-process from `/proc/thread-self/net/dev` with the thread switched
- *   into the netns, ip_forward is written the same way, and the tap is opened in-process; every
+ * - Link lists are read in-process from `/proc/thread-self/net/dev` opened with the thread
+ *   switched into the netns, ip_forward is written the same way, and the tap is opened
+ *   in-process (all through lib/ffi: Deno's file API refuses /proc without --allow-all); every
  *   other change goes through batched `ip`, `tc` and `nft` runs. A setup on a clean state spawns
- *   4 processes, a cleanup after it 2 (see {@link ProcessRunner} to count them).
+ *   4 processes, a cleanup after it 2 (runner.ts `ProcessRunner` counts them).
  *
  * @module
  */
 import {
   closeFd,
   Errno,
+  O_RDONLY,
   O_WRONLY,
   openFd,
-  readFileOnThread,
+  readFd,
   SyscallError,
   writeFd,
 } from "../ffi/libc.ts";
@@ -221,20 +223,19 @@ export function closeTapFds(fds: readonly number[]): void {
  * creating it, so a missing knob is an error rather than a new regular file.
  */
 export function enableIpv4Forwarding(path = IP_FORWARD): void {
-  // Through libc: Deno refuses /proc/sys paths without --allow-all. No O_CREAT: never creates.
   let fd: number;
   try {
     fd = openFd(path, O_WRONLY);
   } catch (e) {
     throw new Error(
-      `cannot enable IPv4 forwarding: open ${path}: ${(e as Error).message}; ` +
+      `cannot enable IPv4 forwarding: ${(e as Error).message}; ` +
         `the pod netns needs IPv4 and a writable /proc/sys`,
     );
   }
   try {
     writeFd(fd, new TextEncoder().encode("1\n"));
   } catch (e) {
-    throw new Error(`cannot enable IPv4 forwarding: write ${path}: ${(e as Error).message}`);
+    throw new Error(`cannot enable IPv4 forwarding: ${(e as Error).message}`);
   } finally {
     closeFd(fd);
   }
@@ -250,14 +251,14 @@ async function sweepLinks(env: ActorNetworkEnv): Promise<string[]> {
   const interiorGone = await deleteLinks(
     env,
     env.interiorNetns,
-    () => interiorLeftovers(linksIn(interior)),
+    async () => interiorLeftovers(await linksIn(interior)),
     `interior netns ${env.interiorNetns}`,
   );
   const podPath = env.podNetns === undefined ? undefined : netnsPath(env.podNetns);
   const podGone = await deleteLinks(
     env,
     env.podNetns,
-    () => podLeftovers(linksIn(podPath)),
+    async () => podLeftovers(await linksIn(podPath)),
     env.podNetns === undefined ? "the pod netns" : `pod netns ${env.podNetns}`,
   );
   return [...interiorGone, ...podGone];
@@ -266,17 +267,17 @@ async function sweepLinks(env: ActorNetworkEnv): Promise<string[]> {
 async function deleteLinks(
   env: ActorNetworkEnv,
   netns: string | undefined,
-  list: () => string[],
+  list: () => Promise<string[]>,
   where: string,
 ): Promise<string[]> {
-  const links = list();
+  const links = await list();
   if (links.length === 0) return [];
   // -force: deleting one end of a veth removes the other, so a later line may find it gone.
   const result = await env.runner.run(
     ipArgv(netns, "-force", "-batch", "-"),
     deleteLinksScript(links),
   );
-  const remaining = list();
+  const remaining = await list();
   if (remaining.length > 0) {
     throw new Error(
       `links ${remaining.join(", ")} remain in ${where} after 'ip link del': ` +
@@ -286,12 +287,25 @@ async function deleteLinks(
   return links;
 }
 
-/** Interface names in a netns (or the calling thread's when `path` is absent). */
-export function linksIn(path?: string): string[] {
-  // Through libc: Deno refuses /proc/thread-self paths without --allow-all.
-  const read = () =>
-    parseProcNetDev(new TextDecoder().decode(readFileOnThread("/proc/thread-self/net/dev")));
-  return path === undefined ? read() : inNetns(path, read);
+/**
+ * Interface names in a netns (or the calling thread's when `path` is absent), from
+ * `/proc/thread-self/net/dev`. The file is opened with the thread switched into the netns (the
+ * open binds it to that netns) and read afterwards. Raw libc calls, because Deno's file API
+ * refuses /proc without --allow-all.
+ */
+export async function linksIn(path?: string): Promise<string[]> {
+  const open = () => openFd("/proc/thread-self/net/dev", O_RDONLY);
+  const fd = path === undefined ? open() : inNetns(path, open);
+  try {
+    let text = "";
+    const decoder = new TextDecoder();
+    for (let chunk = await readFd(fd); chunk.length > 0; chunk = await readFd(fd)) {
+      text += decoder.decode(chunk, { stream: true });
+    }
+    return parseProcNetDev(text + decoder.decode());
+  } finally {
+    closeFd(fd);
+  }
 }
 
 function inPodNetns<T>(env: ActorNetworkEnv, fn: () => T): T {

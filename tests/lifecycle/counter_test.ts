@@ -61,6 +61,15 @@ async function chain(chVersion: number, expectAtCheckpoint: "merge" | "wait") {
         await prepareBundles(w2, a2, COUNTER);
         await w2.client.restoreWorkload(restoreRequest(a2, COUNTER, await assetsOf(w2)));
         await waitForLine(w2, "app", "count 6");
+        // config.json now names this node's paths: guest image, actor disk, vsock socket.
+        const repointed = JSON.parse(
+          await Deno.readTextFile(join(w2.paths.restoreStateDir(a2), "config.json")),
+        );
+        assertEquals(repointed.disks.map((d: { path: string }) => d.path), [
+          join(w2.base, "assets/kata.img"),
+          join(w2.paths.actorDir(a2), "rootfs-app.ext4"),
+        ]);
+        assertEquals(repointed.vsock.socket, join(w2.ateomDir, "vm/kata.hvsock"));
         assertEquals(w2.runtime.activeState?.atCheckpoint, expectAtCheckpoint);
         assertEquals(w2.runtime.activeState?.memoryMode, "OnDemand");
         await tick(w2, 2);

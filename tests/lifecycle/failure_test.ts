@@ -204,3 +204,38 @@ Deno.test("failure: the RPC is cancelled while the rootfs disk is built; the ret
     await assertNoLeaks(w);
   });
 });
+
+Deno.test("failure: a Checkpoint cancelled while CH v54 still fills memory goes on detached; the retry joins it", async () => {
+  await withFixture(async (fx) => {
+    const w = await startWorker(fx, { chVersion: 54, fillRefusals: 12 });
+    try {
+      const a1 = nextActor();
+      await prepareBundles(w, a1, COUNTER);
+      await w.client.runWorkload(runRequest(a1, COUNTER, await assetsOf(w)));
+      await w.client.checkpointWorkload(checkpointRequest(a1));
+      const a2 = nextActor();
+      await prepareBundles(w, a2, COUNTER);
+      await shipCheckpoint(w, a1, w, a2);
+      await w.client.restoreWorkload(restoreRequest(a2, COUNTER, await assetsOf(w)));
+      await waitForLine(w, "app", "count 2");
+
+      const failed = w.logged("RPC failed");
+      const f = await failureOf(
+        w.client.checkpointWorkload(checkpointRequest(a2), { timeoutMs: 300 }),
+      );
+      assertEquals(f.code, "DEADLINE_EXCEEDED");
+      await failed;
+      // The retry joins the capture the cancelled call started and gets its complete snapshot.
+      const { snapshotFiles } = await w.client.checkpointWorkload(checkpointRequest(a2));
+      assert(w.logs.some((l) => l.msg === "joining the checkpoint capture already under way"));
+      const captures = w.logs.filter((l) => l.msg === "snapshot captured" && l.actor === a2.id);
+      assertEquals(captures.length, 1);
+      assertEquals(snapshotFiles, ["base-id", "config.json", "memory-ranges", "state.json"]);
+      const accepted = w.logs.findLast((l) => l.msg === "snapshot accepted after the memory fill");
+      assert(accepted !== undefined, "no snapshot after the fill");
+      await assertNoLeaks(w);
+    } finally {
+      await w.stop();
+    }
+  });
+});

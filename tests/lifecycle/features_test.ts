@@ -183,3 +183,30 @@ Deno.test("lifecycle: scope DATA is UNIMPLEMENTED; missing kernel or image is IN
     await assertNoLeaks(w);
   });
 });
+
+Deno.test("lifecycle: --memory-restore-mode copy restores with Copy and needs no merge on CH v52", async () => {
+  await withFixture(async (fx) => {
+    const w = await startWorker(fx, { chVersion: 52, memoryRestoreMode: "copy" });
+    try {
+      const a1 = { namespace: "ns", template: "tmpl", id: "copy-1" };
+      const a2 = { namespace: "ns", template: "tmpl", id: "copy-2" };
+      const app: TestContainer[] = [{ name: "app", args: ["counter"] }];
+      await prepareBundles(w, a1, app);
+      await w.client.runWorkload(runRequest(a1, app, await assetsOf(w)));
+      await w.client.checkpointWorkload(checkpointRequest(a1));
+      await prepareBundles(w, a2, app);
+      await shipCheckpoint(w, a1, w, a2);
+      await w.client.restoreWorkload(restoreRequest(a2, app, await assetsOf(w)));
+      assertEquals(w.runtime.activeState?.memoryMode, "Copy");
+      assertEquals(w.runtime.activeState?.atCheckpoint, "none");
+      await waitForLine(w, "app", "count 2");
+      await w.client.checkpointWorkload(checkpointRequest(a2));
+      assert(!w.logs.some((l) => l.msg === "merged the OnDemand delta onto the restore source"));
+      // Copy restores do not consume the restore source.
+      await Deno.stat(join(w.paths.restoreStateDir(a2), "memory-ranges"));
+      await assertNoLeaks(w);
+    } finally {
+      await w.stop();
+    }
+  });
+});

@@ -17,8 +17,6 @@ import { type RunningServer, startServer } from "../../lib/api/server.ts";
 import { dialHybridVsock } from "../../lib/kata/hvsock.ts";
 import { type Prober, probeRequest, readStatus } from "../../lib/lifecycle/readiness.ts";
 import { MicroVmRuntime, type MicroVmRuntimeOptions } from "../../lib/lifecycle/runtime.ts";
-import { isZombieStat } from "../../lib/lifecycle/state.ts";
-import { readFileOnThread } from "../../lib/ffi/libc.ts";
 import { jsonLogger } from "../../lib/log/logger.ts";
 import { linksIn, netnsPath } from "../../lib/net/actor.ts";
 import { type ActorKey, AteomPaths } from "../../lib/paths/paths.ts";
@@ -85,6 +83,8 @@ export interface WorkerOptions {
   fail?: string[];
   memoryRestoreMode?: MicroVmRuntimeOptions["memoryRestoreMode"];
   agentDialTimeoutMs?: number;
+  /** CH_DOUBLE_FILL_REFUSALS: snapshots refused after a v53+ OnDemand restore. */
+  fillRefusals?: number;
 }
 
 /** A worker serving one fake pod. */
@@ -170,6 +170,7 @@ export async function startWorker(fx: Fixture, options: WorkerOptions): Promise<
       CH_DOUBLE_GUEST: AGENT_DOUBLE,
       CH_DOUBLE_VERSION: String(options.chVersion),
       CH_DOUBLE_FAIL: fail.join(","),
+      CH_DOUBLE_FILL_REFUSALS: String(options.fillRefusals ?? 1),
     }),
   };
   const runtime = new MicroVmRuntime(runtimeOptions);
@@ -377,15 +378,13 @@ export async function waitForLine(
 
 /** Pids of live processes whose command line mentions `needle`. */
 export function processesMentioning(needle: string): number[] {
-  // Deno refuses /proc without --allow-all: list it with ls, read through libc.
-  const listing = new Deno.Command("ls", { args: ["/proc"], stdout: "piped" }).outputSync();
   const pids: number[] = [];
-  for (const name of new TextDecoder().decode(listing.stdout).split("\n")) {
-    if (!/^\d+$/.test(name)) continue;
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
     try {
-      const cmd = new TextDecoder().decode(readFileOnThread(`/proc/${name}/cmdline`));
-      const stat = new TextDecoder().decode(readFileOnThread(`/proc/${name}/stat`));
-      if (cmd.includes(needle) && !isZombieStat(stat)) pids.push(Number(name));
+      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      if (cmd.includes(needle) && !/\) Z /.test(stat)) pids.push(Number(e.name));
     } catch { /* gone */ }
   }
   return pids;
@@ -420,8 +419,8 @@ export async function assertNoLeaks(
     "gone",
     "current-actor pointer",
   );
-  assertEquals(linksIn(netnsPath(w.fx.interior)), ["lo"], "interior links");
-  const podLinks = linksIn(netnsPath(w.fx.pod));
+  assertEquals(await linksIn(netnsPath(w.fx.interior)), ["lo"], "interior links");
+  const podLinks = await linksIn(netnsPath(w.fx.pod));
   assert(!podLinks.includes("ateom0"), `pod links ${podLinks}`);
   const tables = await w.fx.sh("ip", "netns", "exec", w.fx.pod, "nft", "list", "tables");
   assert(!tables.includes("ateom_actor"), `nft tables: ${tables}`);

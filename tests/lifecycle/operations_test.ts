@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { actorLogWriter } from "../../lib/log/actorlog.ts";
 import { MicroVmRuntime } from "../../lib/lifecycle/runtime.ts";
-import { isSameProcessAlive } from "../../lib/lifecycle/state.ts";
+import { isVmmAlive } from "../../lib/lifecycle/state.ts";
 import { ateomNetnsName, AteomPaths } from "../../lib/paths/paths.ts";
 import { Proc, withFixture } from "../net/fixture.ts";
 import { assert, assertEquals } from "../assert.ts";
@@ -66,7 +66,7 @@ Deno.test("operations: a restarted worker checkpoints the VM it did not start", 
       assertEquals(snapshotFiles, ["base-id", "config.json", "memory-ranges", "state.json"]);
       assert(w.logs.some((l) => l.msg === "adopting a VM this process did not start"));
       assertEquals(processesMentioning(join(w.ateomDir, "vm")), []);
-      assert(!isSameProcessAlive(vmm.pid, vmm.startTime), "the adopted VMM is still running");
+      assert(!(await isVmmAlive(vmm)), "the adopted VMM is still running");
       await assertNoLeaks(w);
     } finally {
       await w.stop();
@@ -153,7 +153,7 @@ Deno.test("operations: serve in the pod netns reaps the VMM of a killed predeces
       first.kill();
       await first.done;
       // The VMM outlives the killed worker.
-      assert(isSameProcessAlive(state.vmm.pid, state.vmm.startTime), "VMM died with the worker");
+      assert(await isVmmAlive(state.vmm), "VMM died with the worker");
 
       const second = fx.spawned(serveIn(fx.pod, podUid, base));
       const reaped = await until(
@@ -162,9 +162,9 @@ Deno.test("operations: serve in the pod netns reaps the VMM of a killed predeces
         seen,
       );
       assertEquals(reaped.vmm_pid, state.vmm.pid);
-      assertEquals(reaped.vmm_was_running, true);
+      assertEquals(reaped.vmm, "killed");
       await until(second, (r) => r.msg === "ateom-microvm serving", seen);
-      assert(!isSameProcessAlive(state.vmm.pid, state.vmm.startTime));
+      assert(!(await isVmmAlive(state.vmm)));
       await assertNoLeaks(leaks);
 
       // The new worker runs the actor again; SIGTERM tears it down and exits 0.
