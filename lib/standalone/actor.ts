@@ -14,7 +14,8 @@ import { createPod, hostSlotsInUse, podNetwork, removePod } from "./network.ts";
 import { socketAnswers, startSupervisor, stopSupervisor } from "./supervisor.ts";
 import { WorkerClient } from "./client.ts";
 import { childrenOf, isAlive } from "./proc.ts";
-import { killVmm, loadState } from "../lifecycle/state.ts";
+import { loadState } from "../lifecycle/state.ts";
+import { killByIdentity } from "../ch/vmm_process.ts";
 
 const INTERRUPTS: Deno.Signal[] = ["SIGINT", "SIGTERM"];
 
@@ -154,7 +155,7 @@ export async function deactivate(ctx: Context, record: ActorRecord): Promise<voi
   const activation = await loadState(ctx.state.worker.actorDir(record.actor)).catch(() =>
     undefined
   );
-  if (activation) await killVmm(activation.vmm.pid, activation.vmm.startTime).catch(() => {});
+  if (activation) await killByIdentity(activation.vmm).catch(() => {});
   delete record.supervisor;
   if (podNetworkWanted()) {
     await removePod(podNetwork(record.name, record.slot), new ProcessRunner());

@@ -9,7 +9,7 @@ import { type Command, parseFlags, UsageError } from "../cli/command.ts";
 import { loadContext, observedState } from "./actor.ts";
 import type { ActorRecord } from "./state.ts";
 import { childrenOf, rssBytes } from "./proc.ts";
-import { isSameProcessAlive, loadState } from "../lifecycle/state.ts";
+import { isVmmAlive, loadState } from "../lifecycle/state.ts";
 import { podNetwork } from "./network.ts";
 import { formatBytes, formatDuration, table } from "./output.ts";
 
@@ -73,7 +73,7 @@ export function psTable(entries: PsEntry[]): string {
  */
 export async function vmmMemory(pid: number, actorDir: string): Promise<number | undefined> {
   const activation = await loadState(actorDir).catch(() => undefined);
-  if (activation && isSameProcessAlive(activation.vmm.pid, activation.vmm.startTime)) {
+  if (activation && await isVmmAlive(activation.vmm)) {
     return await rssBytes(activation.vmm.pid);
   }
   const children = await childrenOf(pid);
