@@ -32,13 +32,7 @@ gen: setup
 	$(BUF) generate
 
 # Fails when the committed generated code differs from what `make gen` would write.
-check-# After changing package.json: refresh package-lock.json and Deno's deno.lock (frozen in deno.json).
-lock:
-	npm install --no-audit --no-fund --loglevel=error
-	$(DENO) install --frozen=false
-	@touch node_modules/.setup-done
-
-gen: setup
+check-gen: setup
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(BUF) generate -o "$$tmp" && \
 	diff -r "$$tmp/proto/gen" proto/gen >/dev/null || \
