@@ -88,7 +88,8 @@ export const checkpointCommand: Command = {
   help: `Usage: ateom-microvm checkpoint [--to URI] [--json] NAME
 
 Snapshots the running actor NAME (memory and disks), stops its VM and uploads the snapshot to URI.
-Restore it with 'ateom-microvm restore NAME --from URI'. Prints the URI.
+Restore it with 'ateom-microvm restore NAME --from URI'. Prints the URI. When the upload fails
+the actor is "failed" with its snapshot kept: run checkpoint again to retry the upload.
 
 Options:
   --to URI   file:///DIR/ or s3://BUCKET/PREFIX/ (default: the config's 'snapshots' store, else
@@ -109,7 +110,9 @@ Options:
     return await withActorLock(ctx.state.actorsDir(), name, async () => {
       const record = await mustRead(ctx, name);
       const state = await observedState(record);
-      if (state !== "running") {
+      // A checkpoint taken earlier whose upload failed is uploaded again, without a new snapshot.
+      const retryPush = state === "failed" && record.pendingPush === true;
+      if (state !== "running" && !retryPush) {
         throw new Error(
           `cannot checkpoint ${name}: it is ${state}, not running` +
             (state === "dead" ? `; see 'ateom-microvm logs ${name}' and remove it with 'rm'` : ""),
@@ -117,18 +120,23 @@ Options:
       }
       const now = new Date();
       const uri = values.to ? normaliseUri(values.to) : defaultTarget(ctx, name, now);
-      const client = new WorkerClient(ctx.state.socket(name));
+      const checkpointDir = ctx.state.worker.checkpointStateDir(record.actor);
       let files: string[];
-      try {
-        files = await client.checkpoint(record, uri, RPC_TIMEOUT_MS);
-      } finally {
-        client.close();
+      if (retryPush) {
+        files = [...Deno.readDirSync(checkpointDir)].filter((e) => e.isFile).map((e) => e.name);
+      } else {
+        const client = new WorkerClient(ctx.state.socket(name));
+        try {
+          files = await client.checkpoint(record, uri, RPC_TIMEOUT_MS);
+        } finally {
+          client.close();
+        }
       }
       // The VM is gone from here on: whatever happens, the supervisor has nothing left to run.
       const entry: LineageEntry = { uri, at: now.toISOString(), name };
       const staging = join(ctx.state.dir(name), "push-staging");
       try {
-        await stage(ctx.state.worker.checkpointStateDir(record.actor), files, staging, {
+        await stage(checkpointDir, files, staging, {
           version: 1,
           name,
           bundle: record.bundle,
@@ -144,15 +152,15 @@ Options:
         record.lineage.push(entry);
         record.state = "checkpointed";
         delete record.startedAt;
+        delete record.pendingPush;
+        delete record.error;
       } catch (e) {
         record.state = "failed";
-        record.error = (e as Error).message;
+        record.pendingPush = true;
+        record.error = `upload failed: ${(e as Error).message}`;
         throw new Error(
-          `checkpoint of ${name} was taken but not stored: ${
-            (e as Error).message
-          }; the files are ` +
-            `in ${ctx.state.worker.checkpointStateDir(record.actor)}, push them with ` +
-            `'ateom-microvm push DIR URI'`,
+          `checkpoint of ${name} was taken but not stored: ${(e as Error).message}; ` +
+            `run 'ateom-microvm checkpoint ${name} --to URI' again to retry the upload`,
         );
       } finally {
         await Deno.remove(staging, { recursive: true }).catch(() => {});

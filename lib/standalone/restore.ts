@@ -23,7 +23,7 @@ import {
 import { checkBundle, copyBundle } from "./bundle.ts";
 import { ASSET_FLAGS, ASSET_HELP, chooseAssets, forget, newRecord, parseShape } from "./run.ts";
 import { METADATA_FILE, normaliseUri, type SnapshotMetadata } from "./checkpoint.ts";
-import { type ActorRecord, CONTAINER } from "./state.ts";
+import { type ActorRecord, CONTAINER, StateDir } from "./state.ts";
 import { withActorLock } from "./lock.ts";
 import { asUsage, interruptible, printResult } from "./output.ts";
 
@@ -116,9 +116,10 @@ Exit codes: 0 running, 1 failed, 2 usage error, 130 interrupted (Ctrl-C).`,
             await deactivate(ctx, existing);
           }
 
+          const key = StateDir.actorKey(target);
+          const previousState = existing?.state;
           let record: ActorRecord | undefined;
           try {
-            const key = { namespace: "standalone", template: target, id: target };
             const restoreDir = ctx.state.worker.restoreStateDir(key);
             await Deno.remove(restoreDir, { recursive: true }).catch(() => {});
             await Deno.mkdir(ctx.state.worker.actorDir(key), { recursive: true, mode: 0o700 });
@@ -159,19 +160,15 @@ Exit codes: 0 running, 1 failed, 2 usage error, 130 interrupted (Ctrl-C).`,
             if (record && !existing) {
               await forget(ctx, record);
             } else if (existing) {
-              const failed = record ?? existing;
-              failed.state = "failed";
-              failed.error = (e as Error).message;
-              await ctx.state.write(failed);
+              // The actor stays what it was (its snapshots are intact); the record says why the
+              // restore failed.
+              const kept = record ?? existing;
+              kept.state = previousState === "checkpointed" ? "checkpointed" : "failed";
+              kept.error = `restore failed: ${(e as Error).message}`;
+              await ctx.state.write(kept);
             } else {
-              await Deno.remove(
-                ctx.state.worker.actorDir({
-                  namespace: "standalone",
-                  template: target,
-                  id: target,
-                }),
-                { recursive: true },
-              ).catch(() => {});
+              await Deno.remove(ctx.state.worker.actorDir(key), { recursive: true })
+                .catch(() => {});
             }
             throw e;
           }

@@ -73,8 +73,10 @@ export interface ActorRecord {
   startedAt?: string;
   /** Checkpoints this actor descends from, oldest first; the last one is its newest. */
   lineage: LineageEntry[];
-  /** The error of the last failed step, when state is "failed". */
+  /** The error of the last failed step. */
   error?: string;
+  /** A checkpoint was taken (`checkpoint-state/`) but its upload failed: `checkpoint` retries it. */
+  pendingPush?: boolean;
 }
 
 /** Paths of the standalone state dir. */

@@ -317,3 +317,32 @@ Deno.test("cli: Ctrl-C during run cancels it, exit 130, nothing left", async () 
     assertNoHostLeftovers(name);
   });
 });
+
+Deno.test("cli: a failed upload keeps the checkpoint; checkpoint again retries it", async () => {
+  await withCli(WORKER_ENV, async (cli) => {
+    const name = `retry-${Deno.pid}`;
+    const work = join(cli.stateDir, "work");
+    await Deno.mkdir(work);
+    const bundle = await writeBundle(join(work, "bundle"), ["counter"]);
+    await cli.ok("run", name, "--bundle", bundle, ...(await assets(work)));
+    const bad = await cli.run("checkpoint", name, "--to", "file:///proc/no-such-store/");
+    assertEquals(bad.code, 1);
+    assertMatch(
+      bad.stderr.trimEnd().split("\n").at(-1)!,
+      new RegExp(
+        `^ateom-microvm checkpoint: checkpoint of ${name} was taken but not stored: .*; run ` +
+          `'ateom-microvm checkpoint ${name} --to URI' again to retry the upload$`,
+      ),
+    );
+    let [entry] = await ps(cli);
+    assertEquals([entry.state, entry.pid], ["failed", null]);
+    assertEquals(await processesMentioning(cli.stateDir), []);
+    const good = `file://${work}/snap/`;
+    assertEquals(await cli.ok("checkpoint", name, "--to", good), `${good}\n`);
+    [entry] = await ps(cli);
+    assertEquals(entry.state, "checkpointed");
+    assertEquals(entry.lineage.map((l) => l.uri), [good]);
+    await cli.ok("restore", name);
+    assertStringIncludes(await cli.ok("logs", name), "count 2\n");
+  });
+});
