@@ -6,6 +6,7 @@
  * @module
  */
 import { ProcessRunner } from "../net/runner.ts";
+import { removeNetns } from "../net/actor.ts";
 import { progress } from "../cli/progress.ts";
 import type { TransferProgress } from "../store/transfer.ts";
 import { loadConfig, type StandaloneConfig, stateDir } from "./config.ts";
@@ -157,8 +158,13 @@ export async function deactivate(ctx: Context, record: ActorRecord): Promise<voi
   );
   if (activation) await killByIdentity(activation.vmm).catch(() => {});
   delete record.supervisor;
+  const net = podNetwork(record.name, record.slot);
   if (podNetworkWanted()) {
-    await removePod(podNetwork(record.name, record.slot), new ProcessRunner());
+    await removePod(net, new ProcessRunner());
+  } else {
+    // Without a pod netns of ours, only the worker's interior netns (named after its pod UID,
+    // the actor's name) is ours to remove.
+    await removeNetns(net.interiorNetns, new ProcessRunner());
   }
 }
 

@@ -8,9 +8,12 @@
 import { join } from "node:path";
 import { assert, assertEquals, assertStringIncludes } from "../assert.ts";
 import { startS3Server } from "../s3_server.ts";
+import { withFixture } from "../net/fixture.ts";
 import {
   assertNoHostLeftovers,
+  BIN,
   type Cli,
+  netnsNames,
   processesMentioning,
   ROOT,
   withCli,
@@ -121,4 +124,53 @@ Deno.test("e2e: the same through s3:// on a loopback S3 server", async () => {
   } finally {
     await s3.close();
   }
+});
+
+Deno.test("e2e: ATEOM_MICROVM_NETWORK=none, the CLI inside an existing pod netns", async () => {
+  await withFixture(async (fx) => {
+    await withCli({ ...DOUBLES, ATEOM_MICROVM_NETWORK: "none" }, async (cli) => {
+      const name = `inpod-${Deno.pid}`;
+      const work = join(cli.stateDir, "work");
+      await Deno.mkdir(work);
+      const bundle = await writeBundle(join(work, "bundle"), ["counter"]);
+      await Deno.writeTextFile(join(work, "vmlinux"), "kernel\n");
+      await Deno.writeTextFile(join(work, "kata.img"), "guest image\n");
+      // The CLI runs in the pod's netns (as in a container); the worker inherits it.
+      const inPod = (...args: string[]) =>
+        new Deno.Command("ip", {
+          args: ["netns", "exec", fx.pod, BIN, ...args],
+          env: cli.env,
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+      const run = await inPod(
+        "run",
+        name,
+        "--bundle",
+        bundle,
+        "--kernel",
+        join(work, "vmlinux"),
+        "--image",
+        join(work, "kata.img"),
+        "--cloud-hypervisor",
+        CH_DOUBLE,
+      );
+      assertEquals(run.code, 0, new TextDecoder().decode(run.stderr));
+      await waitForLog(cli, name, "count 1");
+      // The worker built the actor network in the pod netns, not in a netns of its own.
+      assertEquals(netnsNames().includes(`ateom-pod:${name}`), false);
+      const podLinks = await fx.sh("ip", "-n", fx.pod, "-o", "link", "show");
+      assertStringIncludes(podLinks, "ateom0");
+      const snap = `file://${work}/snap/`;
+      assertEquals((await inPod("checkpoint", name, "--to", snap)).code, 0);
+      assertEquals((await inPod("restore", name)).code, 0);
+      await waitForLog(cli, name, "count 2");
+      assertEquals((await inPod("rm", "--force", name)).code, 0);
+      assertEquals(await processesMentioning(cli.stateDir), []);
+      assert(!(await fx.sh("ip", "-n", fx.pod, "-o", "link", "show")).includes("ateom0"));
+      // rm also removed the worker's interior netns (named after the actor).
+      assertNoHostLeftovers(name);
+    });
+  });
 });
