@@ -11,7 +11,9 @@ import { jsonLogger, parseLevel, stdoutSink } from "../log/logger.ts";
 import { onGce } from "../log/gce.ts";
 import { VERSION } from "../cli/version.ts";
 import { startServer } from "./server.ts";
-import { unimplementedRuntime } from "./runtime.ts";
+import { ateomNetnsName, AteomPaths } from "../paths/paths.ts";
+import { MicroVmRuntime } from "../lifecycle/runtime.ts";
+import { parseMemoryModeFlag } from "../lifecycle/memory_mode.ts";
 
 const SIGNALS: Deno.Signal[] = ["SIGTERM", "SIGINT"];
 
@@ -19,6 +21,8 @@ export const serveCommand: Command = {
   name: "serve",
   summary: "serve the ateom.Ateom gRPC API for one pod",
   help: `Usage: ateom-microvm serve --pod-uid UID [--base-path DIR] [--log-level LEVEL]
+                             [--cloud-hypervisor-binary PATH] [--kata-config PATH]
+                             [--memory-restore-mode auto|ondemand|copy] [--kata-debug]
 
 Serves gRPC service ateom.Ateom (and server reflection) on
 <base>/ateoms/<UID>/ateom.sock until SIGTERM or SIGINT.
@@ -26,12 +30,23 @@ Serves gRPC service ateom.Ateom (and server reflection) on
 Options:
   --pod-uid UID       the worker pod's UID (DNS-1123 label or UUID); required
   --base-path DIR     shared state directory (default $${BASE_PATH_ENV}, else ${DEFAULT_BASE_PATH})
-  --log-level LEVEL   debug, info, warn or error (default info)`,
+  --log-level LEVEL   debug, info, warn or error (default info)
+  --cloud-hypervisor-binary PATH
+                      the VMM when a request names no "cloud-hypervisor" asset
+                      (default: cloud-hypervisor on PATH)
+  --kata-config PATH  kata configuration.toml when a request names no "kata-config"
+  --memory-restore-mode MODE
+                      auto (by the VMM version), ondemand or copy (default auto)
+  --kata-debug        guest agent debug logging`,
   async run(args) {
     const { values, positionals, help } = parseFlags(args, {
       "pod-uid": { type: "string" },
       "base-path": { type: "string" },
       "log-level": { type: "string", default: "info" },
+      "cloud-hypervisor-binary": { type: "string", default: "cloud-hypervisor" },
+      "kata-config": { type: "string" },
+      "memory-restore-mode": { type: "string", default: "auto" },
+      "kata-debug": { type: "boolean", default: false },
     });
     if (help) {
       console.log(this.help);
@@ -50,6 +65,12 @@ Options:
     } catch (e) {
       throw new UsageError((e as Error).message);
     }
+    let memoryRestoreMode;
+    try {
+      memoryRestoreMode = parseMemoryModeFlag(values["memory-restore-mode"] ?? "auto");
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
     const logger = jsonLogger(stdoutSink, level);
     logger.info("ateom-microvm booting", { version: VERSION });
 
@@ -59,11 +80,31 @@ Options:
       Deno.addSignalListener(sig, fn);
       return () => Deno.removeSignalListener(sig, fn);
     });
+    const basePath = resolveBasePath(values["base-path"]);
+    const runtime = new MicroVmRuntime({
+      worker: {
+        podUid,
+        basePath,
+        ateomDir: new AteomPaths(basePath).ateomDir(podUid),
+        netnsName: ateomNetnsName(podUid),
+      },
+      logger,
+      chBinary: values["cloud-hypervisor-binary"],
+      kataConfig: values["kata-config"],
+      memoryRestoreMode,
+      kataDebug: values["kata-debug"],
+    });
+    // Serving goes on without networking (e.g. not root): RPCs then fail naming the cause.
+    await runtime.startup().catch((e) =>
+      logger.error("micro-VM runtime startup incomplete; RunWorkload will fail", {
+        err: (e as Error).message,
+      })
+    );
     try {
       const server = await startServer({
         podUid,
-        basePath: resolveBasePath(values["base-path"]),
-        runtime: unimplementedRuntime,
+        basePath,
+        runtime,
         logger,
         actorLogSink: stdoutSink,
         onGce: onGce(),
@@ -71,6 +112,7 @@ Options:
       const signal = await stop.promise;
       logger.info("Received signal", { signal });
       await server.close();
+      await runtime.close();
       return 0;
     } finally {
       listeners.forEach((remove) => remove());

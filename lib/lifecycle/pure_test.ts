@@ -1,0 +1,93 @@
+import { assertEquals, assertThrows } from "../../tests/assert.ts";
+import { RuntimeError } from "../api/runtime.ts";
+import { resolveAssets } from "./assets.ts";
+import {
+  agentContainerId,
+  goldenDiskOf,
+  MAX_SOCKET_PATH,
+  rootfsDiskOf,
+  vmDirOf,
+} from "./layout.ts";
+import { memoryPlan, parseMemoryModeFlag } from "./memory_mode.ts";
+import { parseStatusLine, probeRequest } from "./readiness.ts";
+import { dnsLines, guestImageRepoint } from "./runtime.ts";
+
+Deno.test("memory plan: v52 merges, v53+ waits, copy needs nothing; flag parsing", () => {
+  assertEquals(memoryPlan(52), { mode: "OnDemand", atCheckpoint: "merge" });
+  assertEquals(memoryPlan(53), { mode: "OnDemand", atCheckpoint: "wait" });
+  assertEquals(memoryPlan(54, "ondemand"), { mode: "OnDemand", atCheckpoint: "wait" });
+  assertEquals(memoryPlan(52, "copy"), { mode: "Copy", atCheckpoint: "none" });
+  assertEquals(parseMemoryModeFlag("OnDemand"), "ondemand");
+  assertThrows(() => parseMemoryModeFlag("lazy"), "use auto, ondemand or copy");
+});
+
+Deno.test("assets: flags as fallbacks, missing kernel/image named, INVALID_ARGUMENT", () => {
+  assertEquals(
+    resolveAssets(
+      { "kata-kernel": "/k", "kata-image": "/i" },
+      { chBinary: "/usr/bin/ch", kataConfig: "/etc/kata.toml" },
+      true,
+    ),
+    { chBinary: "/usr/bin/ch", kernel: "/k", image: "/i", kataConfig: "/etc/kata.toml" },
+  );
+  assertEquals(
+    resolveAssets({ "cloud-hypervisor": "/own/ch", "kata-config": "/c" }, { chBinary: "x" }, false)
+      .chBinary,
+    "/own/ch",
+  );
+  const e = assertThrows(() => resolveAssets({ "kata-image": "/i" }, { chBinary: "c" }, true));
+  assertEquals((e as RuntimeError).code, "INVALID_ARGUMENT");
+  assertEquals(
+    (e as RuntimeError).message.startsWith('runtime_asset_paths lacks "kata-kernel": '),
+    true,
+  );
+  assertThrows(() => resolveAssets({}, {}, false), "--cloud-hypervisor-binary");
+});
+
+Deno.test("layout: short socket paths, per-container disks, stable agent ids", () => {
+  assertEquals(vmDirOf("/b/ateoms/pod"), {
+    dir: "/b/ateoms/pod/vm",
+    apiSocket: "/b/ateoms/pod/vm/clh-api.sock",
+    vsockSocket: "/b/ateoms/pod/vm/kata.hvsock",
+    serialLog: "/b/ateoms/pod/vm/serial.log",
+  });
+  assertThrows(() => vmDirOf("/" + "x".repeat(MAX_SOCKET_PATH)), "shorter --base-path");
+  assertEquals(rootfsDiskOf("/a", "web"), "/a/rootfs-web.ext4");
+  assertEquals(goldenDiskOf("/a", "web"), "/a/golden-rootfs-web.ext4");
+  assertEquals(agentContainerId("web"), "web");
+  assertEquals(agentContainerId("w"), "ctr-w");
+});
+
+Deno.test("readiness: status line parsing and the probe request bytes", () => {
+  assertEquals(parseStatusLine("HTTP/1.1 200 OK"), 200);
+  assertEquals(parseStatusLine("HTTP/1.0 503"), 503);
+  assertEquals(parseStatusLine("SSH-2.0-OpenSSH"), undefined);
+  assertEquals(
+    probeRequest("169.254.17.2", 8080, "/readyz"),
+    "GET /readyz HTTP/1.1\r\nHost: 169.254.17.2:8080\r\nUser-Agent: ateom-microvm-readyz\r\n" +
+      "Accept: */*\r\nConnection: close\r\n\r\n",
+  );
+});
+
+Deno.test("dns: resolv.conf lines without comments and blanks", () => {
+  assertEquals(dnsLines("# generated\nnameserver 10.0.0.10\n\nsearch a.svc b\noptions ndots:5\n"), [
+    "nameserver 10.0.0.10",
+    "search a.svc b",
+    "options ndots:5",
+  ]);
+});
+
+Deno.test("restore: the read-only guest image is repointed to this node's asset by basename", () => {
+  const config = {
+    disks: [
+      { path: "/node1/static/kata-abc.img", readonly: true },
+      { path: "/node1/actors/x/rootfs-app.ext4", readonly: false },
+    ],
+  };
+  assertEquals(guestImageRepoint(config, "/node2/static/kata-abc2.img"), {
+    "kata-abc.img": "/node2/static/kata-abc2.img",
+  });
+  assertEquals(guestImageRepoint(config, "/node1/static/kata-abc.img"), {});
+  assertEquals(guestImageRepoint(config, ""), {});
+  assertEquals(guestImageRepoint({}, "/x.img"), {});
+});

@@ -1,0 +1,114 @@
+/**
+ * The persisted state of the activation a worker runs, so a restarted worker can checkpoint or
+ * tear down a VM it did not start, and reap one its dead predecessor left behind.
+ *
+ * Contract: the state is written atomically (temp file + rename) to
+ * `<actorDir>/microvm-state.json`, and `<ateomDir>/current-actor` names that actor dir. A VMM is
+ * identified by its pid AND its start time (`/proc/<pid>/stat` field 22), never by process name:
+ * a recycled pid does not match, so a kill by identity never touches an unrelated process.
+ *
+ * @module
+ */
+import type { ActorKey } from "../paths/paths.ts";
+import type { CheckpointMemoryWork } from "./memory_mode.ts";
+import type { MemoryRestoreMode } from "../ch/types.ts";
+import { currentActorFile, stateFileOf } from "./layout.ts";
+import { parseStartTime, type VmmIdentity } from "../ch/vmm_process.ts";
+import { readProcText } from "../ffi/procfs.ts";
+
+export const STATE_VERSION = 1;
+
+/** One container of the activation. */
+export interface ContainerState {
+  name: string;
+  agentId: string;
+  disk: string;
+  golden: string;
+}
+
+/** What is persisted per running actor. */
+export interface ActivationState {
+  version: number;
+  podUid: string;
+  actor: ActorKey;
+  actorDir: string;
+  vmm: { pid: number; startTime: string; apiSocket: string };
+  vsockSocket: string;
+  vmDir: string;
+  /** The golden lineage id written to `base-id` at checkpoint. */
+  baseId: string;
+  /** The restore-state dir the VM demand-pages from (restores only). */
+  restoreSource?: string;
+  memoryMode?: MemoryRestoreMode;
+  atCheckpoint: CheckpointMemoryWork;
+  chVersion: string;
+  chMajor: number;
+  containers: ContainerState[];
+}
+
+/**
+ * Whether the VMM `vmm` (pid and start time) is still running: the pid exists, is not a zombie
+ * (a VMM another worker started is reaped by its parent, not by us) and started at that time.
+ */
+export async function isVmmAlive(vmm: VmmIdentity): Promise<boolean> {
+  const stat = await readProcText(`/proc/${vmm.pid}/stat`);
+  if (stat === undefined) return false;
+  if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return false;
+  return parseStartTime(stat) === vmm.startTime;
+}
+
+async function writeAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp-${Deno.pid}`;
+  try {
+    await Deno.writeTextFile(tmp, text, { mode: 0o600 });
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw new Error(`cannot write ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** Persists `state` (actor dir) and points `<ateomDir>/current-actor` at it. */
+export async function saveState(ateomDir: string, state: ActivationState): Promise<void> {
+  await writeAtomic(stateFileOf(state.actorDir), JSON.stringify(state, null, 2) + "\n");
+  await writeAtomic(currentActorFile(ateomDir), state.actorDir + "\n");
+}
+
+/** The state persisted in `actorDir`, or undefined when there is none. */
+export async function loadState(actorDir: string): Promise<ActivationState | undefined> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(stateFileOf(actorDir));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  const state = JSON.parse(text) as ActivationState;
+  if (state.version !== STATE_VERSION) {
+    throw new Error(
+      `${stateFileOf(actorDir)} has state version ${state.version}, expected ${STATE_VERSION}`,
+    );
+  }
+  return state;
+}
+
+/** The state the `current-actor` pointer of `ateomDir` leads to, if any. */
+export async function loadCurrentState(ateomDir: string): Promise<ActivationState | undefined> {
+  let actorDir: string;
+  try {
+    actorDir = (await Deno.readTextFile(currentActorFile(ateomDir))).trim();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  return actorDir ? await loadState(actorDir) : undefined;
+}
+
+/** Removes the state of `actorDir` and the pointer (absent files are fine). */
+export async function clearState(ateomDir: string, actorDir: string): Promise<void> {
+  for (const path of [stateFileOf(actorDir), currentActorFile(ateomDir)]) {
+    await Deno.remove(path).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    });
+  }
+}

@@ -1,0 +1,241 @@
+/**
+ * Failure injection: the VMM dies during boot, the agent never answers (absent or hanging), the
+ * snapshot fails, the restore source is corrupted or incomplete, the RPC is cancelled while the
+ * rootfs disk is being built. Each answers a clear error, leaves nothing behind (process, socket,
+ * link, nft table, temp or state file), and the next Run on the same worker succeeds.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { debugConsoleDump } from "../../lib/kata/debug_console.ts";
+import { buildStats } from "../../lib/rootfs/build.ts";
+import { withFixture } from "../net/fixture.ts";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "../assert.ts";
+import { failureOf } from "./grpc.ts";
+import {
+  assertNoLeaks,
+  assetsOf,
+  checkpointRequest,
+  prepareBundles,
+  restoreRequest,
+  runRequest,
+  shipCheckpoint,
+  startWorker,
+  type TestContainer,
+  UNWOUND,
+  waitForLine,
+  type Worker,
+} from "./harness.ts";
+
+const COUNTER: TestContainer[] = [{ name: "app", args: ["counter"] }];
+let actors = 0;
+const nextActor = () => ({ namespace: "ns", template: "tmpl", id: `fail-${++actors}` });
+
+/** Run then Checkpoint a fresh actor: the worker is usable and clean afterwards. */
+async function runSucceeds(w: Worker): Promise<void> {
+  const actor = nextActor();
+  await prepareBundles(w, actor, COUNTER);
+  await w.client.runWorkload(runRequest(actor, COUNTER, await assetsOf(w)));
+  await waitForLine(w, "app", "count 1");
+  await w.client.checkpointWorkload(checkpointRequest(actor));
+  await assertNoLeaks(w);
+}
+
+async function withWorker(fn: (w: Worker) => Promise<void>, chVersion = 54): Promise<void> {
+  await withFixture(async (fx) => {
+    const w = await startWorker(fx, { chVersion, agentDialTimeoutMs: 1500 });
+    try {
+      await fn(w);
+    } finally {
+      await w.stop();
+    }
+  });
+}
+
+Deno.test("failure: the VMM dies during boot", async () => {
+  await withWorker(async (w) => {
+    const actor = nextActor();
+    await prepareBundles(w, actor, COUNTER);
+    w.fail.push("boot-exit");
+    const f = await failureOf(w.client.runWorkload(runRequest(actor, COUNTER, await assetsOf(w))));
+    assertEquals(f.code, "INTERNAL");
+    assertMatch(
+      f.message,
+      /^RunWorkload failed: booting the VM: cloud-hypervisor PUT \/api\/v1\/vm\.boot: /,
+    );
+    assertStringIncludes(f.message, "without answering");
+    await assertNoLeaks(w);
+    assertEquals(w.server.state(), { phase: "available" });
+    w.fail.length = 0;
+    await runSucceeds(w);
+  });
+});
+
+Deno.test("failure: the kata agent never listens, or accepts and never answers", async () => {
+  await withWorker(async (w) => {
+    const actor = nextActor();
+    await prepareBundles(w, actor, COUNTER);
+    const absent = await failureOf(
+      w.client.runWorkload(runRequest(actor, COUNTER, await assetsOf(w, "double.agent=absent"))),
+    );
+    assertEquals(absent.code, "INTERNAL");
+    assertStringIncludes(
+      absent.message,
+      "RunWorkload failed: dialing the kata agent: connecting to the kata agent (vsock port 1024 via ",
+    );
+    assertStringIncludes(absent.message, "check the guest serial log");
+    await assertNoLeaks(w);
+
+    const hangDone = w.logged(UNWOUND);
+    const hang = await failureOf(
+      w.client.runWorkload(runRequest(actor, COUNTER, await assetsOf(w, "double.agent=hang")), {
+        timeoutMs: 2000,
+      }),
+    );
+    assertEquals(hang.code, "DEADLINE_EXCEEDED", hang.message);
+    // The client gives up at its deadline; the worker unwinds right after.
+    await hangDone;
+    const failed = w.logs.filter((l) => l.msg === "step failed").map((l) => l.step);
+    assertEquals(failed.at(-1), "creating the sandbox");
+    await assertNoLeaks(w);
+    await runSucceeds(w);
+  });
+});
+
+Deno.test("failure: the snapshot fails; the actor keeps running and the worker stays usable", async () => {
+  await withFixture(async (fx) => {
+    const w = await startWorker(fx, { chVersion: 54, fail: ["snapshot"] });
+    const actor = nextActor();
+    try {
+      await prepareBundles(w, actor, COUNTER);
+      await w.client.runWorkload(runRequest(actor, COUNTER, await assetsOf(w)));
+      await waitForLine(w, "app", "count 1");
+      const f = await failureOf(w.client.checkpointWorkload(checkpointRequest(actor)));
+      assertEquals(f.code, "INTERNAL");
+      assertStringIncludes(
+        f.message,
+        "CheckpointWorkload failed: capturing the snapshot: snapshotting the VM: cloud-hypervisor PUT /api/v1/vm.snapshot answered 500: ",
+      );
+      assertStringIncludes(f.message, "injected failure (CH_DOUBLE_FAIL=snapshot)");
+      // No partial checkpoint is left for atelet to ship, and the guest runs on.
+      const cp = w.paths.checkpointStateDir(actor);
+      assertEquals(await Deno.lstat(cp).then(() => "present", () => "gone"), "gone");
+      assertEquals(w.server.state().phase, "executing");
+      const out = await debugConsoleDump(join(w.ateomDir, "vm/kata.hvsock"), "tick 1");
+      assert(!out.includes("unreachable"), out);
+      await waitForLine(w, "app", "count 2");
+    } finally {
+      // Shutting the worker down tears the actor down.
+      await w.server.close();
+      await w.runtime.close();
+    }
+    await assertNoLeaks(w);
+    const next = await startWorker(fx, { chVersion: 54 });
+    try {
+      await runSucceeds(next);
+    } finally {
+      await next.stop();
+      await Deno.remove(w.base, { recursive: true });
+    }
+  });
+});
+
+Deno.test("failure: a corrupted or incomplete restore source", async () => {
+  await withWorker(async (w) => {
+    const a1 = nextActor();
+    await prepareBundles(w, a1, COUNTER);
+    await w.client.runWorkload(runRequest(a1, COUNTER, await assetsOf(w)));
+    await waitForLine(w, "app", "count 1");
+    await w.client.checkpointWorkload(checkpointRequest(a1));
+
+    const a2 = nextActor();
+    await prepareBundles(w, a2, COUNTER);
+    await shipCheckpoint(w, a1, w, a2);
+    const memory = join(w.paths.restoreStateDir(a2), "memory-ranges");
+    await Deno.truncate(memory, 1 << 20);
+    const truncated = await failureOf(
+      w.client.restoreWorkload(restoreRequest(a2, COUNTER, await assetsOf(w))),
+    );
+    assertEquals(truncated.code, "INTERNAL");
+    assertStringIncludes(
+      truncated.message,
+      "RestoreWorkload failed: restoring the VM (OnDemand): ",
+    );
+    assertStringIncludes(truncated.message, "memory-ranges is 1048576 bytes, expected 67108864");
+    await assertNoLeaks(w);
+
+    await Deno.remove(memory);
+    const missing = await failureOf(
+      w.client.restoreWorkload(restoreRequest(a2, COUNTER, await assetsOf(w))),
+    );
+    assertEquals(missing.code, "FAILED_PRECONDITION");
+    assertStringIncludes(missing.message, "checking restore-state: ");
+    assertStringIncludes(
+      missing.message,
+      "restore-state lacks memory-ranges: download the checkpoint",
+    );
+    await assertNoLeaks(w);
+    await runSucceeds(w);
+  });
+});
+
+Deno.test("failure: the RPC is cancelled while the rootfs disk is built; the retry converges on one build", async () => {
+  await withWorker(async (w) => {
+    const actor = nextActor();
+    const big: TestContainer[] = [{ name: "app", args: ["counter"], bigFileMiB: 96 }];
+    await prepareBundles(w, actor, big);
+    const mkfsBefore = buildStats.mkfsRuns;
+    const abort = new AbortController();
+    w.logged("building rootfs disk").then(() => abort.abort());
+    const runDone = w.logged(UNWOUND);
+    const f = await failureOf(
+      w.client.runWorkload(runRequest(actor, big, await assetsOf(w)), { signal: abort.signal }),
+    );
+    assertEquals(f.code, "CANCELLED", f.message);
+    await runDone;
+    const failed = w.logs.filter((l) => l.msg === "step failed").map((l) => l.step);
+    assertEquals(failed, ["building rootfs disks"]);
+    // The retry converges on the same image: one mkfs in total, whether the cancelled call's
+    // work was still in flight (joined) or done (existing).
+    await w.client.runWorkload(runRequest(actor, big, await assetsOf(w)));
+    assertEquals(buildStats.mkfsRuns - mkfsBefore, 1);
+    await waitForLine(w, "app", "count 1");
+    await w.client.checkpointWorkload(checkpointRequest(actor));
+    await assertNoLeaks(w);
+  });
+});
+
+Deno.test("failure: a Checkpoint cancelled while CH v54 still fills memory goes on detached; the retry joins it", async () => {
+  await withFixture(async (fx) => {
+    const w = await startWorker(fx, { chVersion: 54, fillRefusals: 12 });
+    try {
+      const a1 = nextActor();
+      await prepareBundles(w, a1, COUNTER);
+      await w.client.runWorkload(runRequest(a1, COUNTER, await assetsOf(w)));
+      await w.client.checkpointWorkload(checkpointRequest(a1));
+      const a2 = nextActor();
+      await prepareBundles(w, a2, COUNTER);
+      await shipCheckpoint(w, a1, w, a2);
+      await w.client.restoreWorkload(restoreRequest(a2, COUNTER, await assetsOf(w)));
+      await waitForLine(w, "app", "count 2");
+
+      const failed = w.logged("RPC failed");
+      const f = await failureOf(
+        w.client.checkpointWorkload(checkpointRequest(a2), { timeoutMs: 300 }),
+      );
+      assertEquals(f.code, "DEADLINE_EXCEEDED");
+      await failed;
+      // The retry joins the capture the cancelled call started and gets its complete snapshot.
+      const { snapshotFiles } = await w.client.checkpointWorkload(checkpointRequest(a2));
+      assert(w.logs.some((l) => l.msg === "joining the checkpoint capture already under way"));
+      const captures = w.logs.filter((l) => l.msg === "snapshot captured" && l.actor === a2.id);
+      assertEquals(captures.length, 1);
+      assertEquals(snapshotFiles, ["base-id", "config.json", "memory-ranges", "state.json"]);
+      const accepted = w.logs.findLast((l) => l.msg === "snapshot accepted after the memory fill");
+      assert(accepted !== undefined, "no snapshot after the fill");
+      await assertNoLeaks(w);
+    } finally {
+      await w.stop();
+    }
+  });
+});

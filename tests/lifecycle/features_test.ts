@@ -1,0 +1,212 @@
+/**
+ * Multi-container actors (one disk and one agent container each, one sandbox), the golden rootfs
+ * reset on a restore, readiness success and timeout, and the actor-log format on the worker's
+ * stdout.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { withFixture } from "../net/fixture.ts";
+import { assert, assertEquals, assertStringIncludes } from "../assert.ts";
+import { failureOf } from "./grpc.ts";
+import {
+  assertNoLeaks,
+  assetsOf,
+  checkpointRequest,
+  containerLines,
+  prepareBundles,
+  restoreRequest,
+  runRequest,
+  shipCheckpoint,
+  startWorker,
+  type TestContainer,
+  UNWOUND,
+  waitForLine,
+  type Worker,
+} from "./harness.ts";
+
+async function withWorker(fn: (w: Worker) => Promise<void>): Promise<void> {
+  await withFixture(async (fx) => {
+    const w = await startWorker(fx, { chVersion: 54 });
+    try {
+      await fn(w);
+    } finally {
+      await w.stop();
+    }
+  });
+}
+
+const LABELS = {
+  "ate.dev/actor_id": "multi-1",
+  "ate.dev/actor_template_name": "tmpl",
+  "ate.dev/actor_template_namespace": "ns",
+};
+
+Deno.test("lifecycle: a multi-container actor, its log lines on stdout, and a golden reset on restore", async () => {
+  await withWorker(async (w) => {
+    const actor = { namespace: "ns", template: "tmpl", id: "multi-1" };
+    const containers: TestContainer[] = [
+      { name: "app", args: ["counter"] },
+      {
+        name: "s",
+        args: [
+          "emit",
+          "--stdout",
+          "plain words",
+          "--stdout",
+          '{"msg":"structured","n":1}',
+          "--stderr",
+          "oops",
+        ],
+      },
+    ];
+    await prepareBundles(w, actor, containers);
+    await w.client.runWorkload(runRequest(actor, containers, await assetsOf(w)));
+    await waitForLine(w, "app", "count 1");
+    await waitForLine(w, "s", "oops");
+    await waitForLine(w, "s", "plain words");
+    // One writable disk per container, named after it.
+    for (const name of ["app", "s"]) {
+      await Deno.stat(join(w.paths.actorDir(actor), `rootfs-${name}.ext4`));
+    }
+    assertEquals(w.runtime.activeState?.containers.map((c) => c.agentId), ["app", "ctr-s"]);
+
+    // The exact records on stdout: plain lines wrapped, JSON lines merged, labels per container.
+    const line = (message: string) =>
+      w.stdout.map((l) => JSON.parse(l)).find((r) => r.message === message || r.msg === message);
+    const plain = line("plain words");
+    assertEquals(Object.keys(plain), ["labels", "message", "time"]);
+    assertEquals(plain.labels, { ...LABELS, "ate.dev/container_name": "s" });
+    const structured = line("structured");
+    assertEquals(structured.n, 1);
+    assertEquals(structured.labels, { ...LABELS, "ate.dev/container_name": "s" });
+    assert(typeof structured.time === "string");
+    assertEquals(line("count 1").labels, { ...LABELS, "ate.dev/container_name": "app" });
+    assertEquals(line("Actor started").labels, LABELS);
+
+    await w.client.checkpointWorkload(checkpointRequest(actor));
+    await assertNoLeaks(w);
+    // Same actor restored on the same node: its disks come from the golden templates.
+    await shipCheckpoint(w, actor, w, actor);
+    await w.client.restoreWorkload(restoreRequest(actor, containers, await assetsOf(w)));
+    assertEquals(
+      w.logs.filter((l) => l.msg === "reset rootfs disk from its golden template").map((l) =>
+        l.container
+      ),
+      ["app", "s"],
+    );
+    await waitForLine(w, "app", "count 2");
+    await w.client.checkpointWorkload(checkpointRequest(actor));
+    await assertNoLeaks(w);
+  });
+});
+
+Deno.test("lifecycle: readiness passes on 2xx and times out naming the container and its answer", async () => {
+  await withWorker(async (w) => {
+    const ready = { namespace: "ns", template: "tmpl", id: "ready-1" };
+    const web: TestContainer[] = [{
+      name: "web",
+      args: ["server"],
+      env: ["READYZ_PORT=8080"],
+      readyz: { path: "/healthz", port: 8080 },
+    }];
+    await prepareBundles(w, ready, web);
+    await w.client.runWorkload(runRequest(ready, web, await assetsOf(w)));
+    const started = w.logs.find((l) => l.msg === "actor running")!;
+    assert("waiting for readiness" in (started.steps as object));
+    await w.client.checkpointWorkload(checkpointRequest(ready));
+
+    const sick = { namespace: "ns", template: "tmpl", id: "sick-1" };
+    const failing: TestContainer[] = [{
+      name: "web",
+      args: ["server"],
+      env: ["READYZ_PORT=8080", "READYZ_STATUS=503"],
+      readyz: { path: "/readyz", port: 8080 },
+    }];
+    await prepareBundles(w, sick, failing);
+    // The worker answers at the deadline (the service does not wait for the unwind); the step's
+    // own error, logged as it fails, names the cause.
+    const done = w.logged("step failed");
+    const unwound = w.logged(UNWOUND);
+    const f = await failureOf(
+      w.client.runWorkload(runRequest(sick, failing, await assetsOf(w)), { timeoutMs: 1500 }),
+    );
+    assertEquals(f.code, "DEADLINE_EXCEEDED");
+    const failed = await done;
+    assertEquals(failed.step, "waiting for readiness");
+    assertStringIncludes(
+      String(failed.err),
+      "container web did not become ready: GET http://169.254.17.2:8080/readyz last answered HTTP 503",
+    );
+    await unwound;
+    await assertNoLeaks(w);
+
+    // A port nothing serves: the error says so.
+    const none: TestContainer[] = [{
+      name: "web",
+      args: ["server"],
+      readyz: { path: "/readyz", port: 9090 },
+    }];
+    await prepareBundles(w, sick, none);
+    const done2 = w.logged("step failed");
+    const unwound2 = w.logged(UNWOUND);
+    const g = await failureOf(
+      w.client.runWorkload(runRequest(sick, none, await assetsOf(w)), { timeoutMs: 1500 }),
+    );
+    assertEquals(g.code, "DEADLINE_EXCEEDED");
+    assertStringIncludes(
+      String((await done2).err),
+      "GET http://169.254.17.2:9090/readyz last answered connection refused",
+    );
+    await unwound2;
+    await assertNoLeaks(w);
+    assertEquals(containerLines(w, "web"), []);
+  });
+});
+
+Deno.test("lifecycle: scope DATA is UNIMPLEMENTED; missing kernel or image is INVALID_ARGUMENT naming the key", async () => {
+  await withWorker(async (w) => {
+    const actor = { namespace: "ns", template: "tmpl", id: "scope-1" };
+    const app: TestContainer[] = [{ name: "app", args: ["counter"] }];
+    await prepareBundles(w, actor, app);
+    const assets = await assetsOf(w);
+    delete assets["kata-image"];
+    const bad = await failureOf(w.client.runWorkload(runRequest(actor, app, assets)));
+    assertEquals(bad.code, "INVALID_ARGUMENT");
+    assertStringIncludes(bad.message, '"kata-image"');
+    await assertNoLeaks(w);
+    await w.client.runWorkload(runRequest(actor, app, await assetsOf(w)));
+    const data = await failureOf(w.client.checkpointWorkload(checkpointRequest(actor, 2)));
+    assertEquals(data.code, "UNIMPLEMENTED");
+    assertStringIncludes(data.message, "scope DATA is not supported by the micro-VM runtime");
+    await w.client.checkpointWorkload(checkpointRequest(actor));
+    await assertNoLeaks(w);
+  });
+});
+
+Deno.test("lifecycle: --memory-restore-mode copy restores with Copy and needs no merge on CH v52", async () => {
+  await withFixture(async (fx) => {
+    const w = await startWorker(fx, { chVersion: 52, memoryRestoreMode: "copy" });
+    try {
+      const a1 = { namespace: "ns", template: "tmpl", id: "copy-1" };
+      const a2 = { namespace: "ns", template: "tmpl", id: "copy-2" };
+      const app: TestContainer[] = [{ name: "app", args: ["counter"] }];
+      await prepareBundles(w, a1, app);
+      await w.client.runWorkload(runRequest(a1, app, await assetsOf(w)));
+      await w.client.checkpointWorkload(checkpointRequest(a1));
+      await prepareBundles(w, a2, app);
+      await shipCheckpoint(w, a1, w, a2);
+      await w.client.restoreWorkload(restoreRequest(a2, app, await assetsOf(w)));
+      assertEquals(w.runtime.activeState?.memoryMode, "Copy");
+      assertEquals(w.runtime.activeState?.atCheckpoint, "none");
+      await waitForLine(w, "app", "count 2");
+      await w.client.checkpointWorkload(checkpointRequest(a2));
+      assert(!w.logs.some((l) => l.msg === "merged the OnDemand delta onto the restore source"));
+      // Copy restores do not consume the restore source.
+      await Deno.stat(join(w.paths.restoreStateDir(a2), "memory-ranges"));
+      await assertNoLeaks(w);
+    } finally {
+      await w.stop();
+    }
+  });
+});

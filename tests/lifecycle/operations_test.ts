@@ -1,0 +1,182 @@
+/**
+ * Operations: a restarted worker checkpoints a VM it did not start (from the state persisted in
+ * the actor dir), and `serve` started in the pod netns reaps the VMM a SIGKILLed predecessor left
+ * (identified by pid and start time), forwards actor logs on its stdout, and tears its actor down
+ * on SIGTERM.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { actorLogWriter } from "../../lib/log/actorlog.ts";
+import { MicroVmRuntime } from "../../lib/lifecycle/runtime.ts";
+import { isVmmAlive } from "../../lib/lifecycle/state.ts";
+import { ateomNetnsName, AteomPaths } from "../../lib/paths/paths.ts";
+import { Proc, withFixture } from "../net/fixture.ts";
+import { assert, assertEquals } from "../assert.ts";
+import { ateomClient } from "./grpc.ts";
+import {
+  AGENT_DOUBLE,
+  assertNoLeaks,
+  assetsOf,
+  CH_DOUBLE,
+  prepareBundles,
+  processesMentioning,
+  runRequest,
+  startWorker,
+  type TestContainer,
+  waitForLine,
+} from "./harness.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const COUNTER: TestContainer[] = [{ name: "app", args: ["counter"] }];
+
+Deno.test("operations: a restarted worker checkpoints the VM it did not start", async () => {
+  await withFixture(async (fx) => {
+    const w = await startWorker(fx, { chVersion: 54 });
+    try {
+      const actor = { namespace: "ns", template: "tmpl", id: "adopt-1" };
+      await prepareBundles(w, actor, COUNTER);
+      await w.client.runWorkload(runRequest(actor, COUNTER, await assetsOf(w)));
+      await waitForLine(w, "app", "count 1");
+      const vmm = w.runtime.activeState!.vmm;
+
+      // A new runtime knows nothing in memory: it finds the VM through the actor dir.
+      const restarted = new MicroVmRuntime(w.runtimeOptions);
+      const paths = w.paths;
+      const { snapshotFiles } = await restarted.checkpoint({
+        actor,
+        worker: w.runtimeOptions.worker,
+        paths: {
+          actorDir: paths.actorDir(actor),
+          bundlesDir: paths.bundlesDir(actor),
+          checkpointStateDir: paths.checkpointStateDir(actor),
+          restoreStateDir: paths.restoreStateDir(actor),
+          identityDir: paths.identityDir(actor),
+        },
+        containers: [],
+        runtimeAssetPaths: {},
+        actorLog: actorLogWriter(() => {}, {
+          actorId: actor.id,
+          actorTemplateName: actor.template,
+          actorTemplateNamespace: actor.namespace,
+        }),
+        scope: "full",
+        snapshotUriPrefix: "",
+      }, new AbortController().signal);
+      assertEquals(snapshotFiles, ["base-id", "config.json", "memory-ranges", "state.json"]);
+      assert(w.logs.some((l) => l.msg === "adopting a VM this process did not start"));
+      assertEquals(processesMentioning(join(w.ateomDir, "vm")), []);
+      assert(!(await isVmmAlive(vmm)), "the adopted VMM is still running");
+      await assertNoLeaks(w);
+    } finally {
+      await w.stop();
+    }
+  });
+});
+
+function serveIn(pod: string, podUid: string, base: string): Proc {
+  return new Proc(
+    new Deno.Command("ip", {
+      args: [
+        "netns",
+        "exec",
+        pod,
+        join(ROOT, "bin/ateom-microvm"),
+        "serve",
+        "--pod-uid",
+        podUid,
+        "--base-path",
+        base,
+        "--cloud-hypervisor-binary",
+        CH_DOUBLE,
+        "--log-level",
+        "debug",
+      ],
+      env: { CH_DOUBLE_GUEST: AGENT_DOUBLE, CH_DOUBLE_VERSION: "52" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn(),
+  );
+}
+
+/** Reads `proc`'s stdout until a line matching `match`; returns every line read. */
+async function until(
+  proc: Proc,
+  match: (rec: Record<string, unknown>) => boolean,
+  seen: Record<string, unknown>[],
+): Promise<Record<string, unknown>> {
+  for (;;) {
+    const line = await proc.nextLine();
+    if (line === undefined) throw new Error(`serve ended early; stderr: ${proc.stderr}`);
+    const rec = JSON.parse(line);
+    seen.push(rec);
+    if (match(rec)) return rec;
+  }
+}
+
+Deno.test("operations: serve in the pod netns reaps the VMM of a killed predecessor", async () => {
+  await withFixture(async (fx) => {
+    const podUid = fx.interior.slice("ateom:".length);
+    assertEquals(ateomNetnsName(podUid), fx.interior);
+    const base = await Deno.makeTempDir({ prefix: "ateom-lc-serve-" });
+    const paths = new AteomPaths(base);
+    const leaks = { base, ateomDir: paths.ateomDir(podUid), fx };
+    const assets = join(base, "assets");
+    await Deno.mkdir(assets);
+    await Deno.writeTextFile(join(assets, "vmlinux"), "k");
+    await Deno.writeTextFile(join(assets, "kata.img"), "i");
+    const assetPaths = {
+      "kata-kernel": join(assets, "vmlinux"),
+      "kata-image": join(assets, "kata.img"),
+    };
+    const actor = { namespace: "ns", template: "tmpl", id: "reap-1" };
+    const seen: Record<string, unknown>[] = [];
+    try {
+      const first = fx.spawned(serveIn(fx.pod, podUid, base));
+      await until(first, (r) => r.msg === "ateom-microvm serving", seen);
+      await prepareBundles({ paths } as never, actor, COUNTER);
+      await ateomClient(paths.ateomSocket(podUid)).runWorkload(
+        runRequest(actor, COUNTER, assetPaths),
+      );
+      // The container's output reaches serve's stdout as an actor log record.
+      const count = await until(first, (r) => r.message === "count 1", seen);
+      assertEquals(count.labels, {
+        "ate.dev/actor_id": "reap-1",
+        "ate.dev/actor_template_name": "tmpl",
+        "ate.dev/actor_template_namespace": "ns",
+        "ate.dev/container_name": "app",
+      });
+      const state = JSON.parse(
+        await Deno.readTextFile(join(paths.actorDir(actor), "microvm-state.json")),
+      );
+      first.kill();
+      await first.done;
+      // The VMM outlives the killed worker.
+      assert(await isVmmAlive(state.vmm), "VMM died with the worker");
+
+      const second = fx.spawned(serveIn(fx.pod, podUid, base));
+      const reaped = await until(
+        second,
+        (r) => r.msg === "reaped the activation of a previous worker instance",
+        seen,
+      );
+      assertEquals(reaped.vmm_pid, state.vmm.pid);
+      assertEquals(reaped.vmm, "killed");
+      await until(second, (r) => r.msg === "ateom-microvm serving", seen);
+      assert(!(await isVmmAlive(state.vmm)));
+      await assertNoLeaks(leaks);
+
+      // The new worker runs the actor again; SIGTERM tears it down and exits 0.
+      await ateomClient(paths.ateomSocket(podUid)).runWorkload(
+        runRequest(actor, COUNTER, assetPaths),
+      );
+      await until(second, (r) => r.message === "Actor started", seen);
+      second.child.kill("SIGTERM");
+      assertEquals(await second.done, 0);
+      await assertNoLeaks(leaks);
+    } finally {
+      await Deno.remove(base, { recursive: true }).catch(() => {});
+    }
+  });
+});
