@@ -34,14 +34,15 @@ export async function main(argv: string[]): Promise<number> {
     console.log(topHelp());
     return name ? 0 : 2;
   }
-  const command = COMMANDS.find((c) => c.name === name);
-  if (!command) {
+  const entry = COMMANDS.find((c) => c.name === name);
+  if (!entry) {
     console.error(
       `ateom-microvm: unknown command ${JSON.stringify(name)}; run 'ateom-microvm --help'`,
     );
     return 2;
   }
   try {
+    const command = await entry.load();
     return await command.run(rest);
   } catch (e) {
     if (e instanceof UsageError) {
