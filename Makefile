@@ -13,7 +13,7 @@ RUN_BASE ?= $(CURDIR)/.run
 RUN_POD_UID ?= local-pod
 TEST_FLAGS ?=
 
-.PHONY: setup gen check check-gen test bench run binary clean
+.PHONY: setup gen lock check check-gen test bench run binary clean
 
 setup: node_modules/.setup-done
 
@@ -21,6 +21,12 @@ node_modules/.setup-done: package.json package-lock.json
 	npm ci --prefer-offline --no-audit --no-fund --loglevel=error
 	@test -x $(DENO) || { echo "setup: pinned deno binary missing at $(DENO)"; exit 1; }
 	@touch $@
+
+# After changing package.json: refresh package-lock.json and Deno's deno.lock (frozen in deno.json).
+lock:
+	npm install --no-audit --no-fund --loglevel=error
+	$(DENO) install --frozen=false
+	@touch node_modules/.setup-done
 
 gen: setup
 	$(BUF) generate

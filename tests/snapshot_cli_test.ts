@@ -91,6 +91,10 @@ Deno.test("cli: a bad stream is one line, exit 1, no output file", async () => {
         "pack it again with a matching version\n",
     );
     assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
+    const missing = await run(["pack", `${dir}/no-such-image`, `${dir}/out.ates`]);
+    assertEquals(missing.code, 1);
+    assertMatch(missing.stderr, /^ateom-microvm pack: No such file or directory .*no-such-image/);
+    assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
     const usage = await run(["pack", "only-one"]);
     assertEquals(usage.code, 2);
     assertMatch(usage.stderr, /^ateom-microvm pack: missing argument: expected SRC DST; run/);

@@ -238,6 +238,10 @@ export class AgentClient {
    * The process's stdout or stderr as non-empty chunks, read in a loop until the end of output,
    * the process or container disappearing, the connection closing, or `signal` aborting (all end
    * the iteration without error). `execId` defaults to the container id.
+   *
+   * ttrpc has no way to cancel a call in the agent: after an abort, the agent's pending read
+   * still takes the next output, which is then lost. Abort only when done with the stream for
+   * good; closing the client ends every stream without that loss.
    */
   async *output(
     containerId: string,

@@ -63,7 +63,7 @@ export interface OciRlimit {
 
 export interface OciProcess {
   terminal?: boolean;
-  user: OciUser;
+  user?: OciUser;
   args?: string[];
   env?: string[];
   cwd: string;
@@ -360,10 +360,10 @@ export function toAgentSpec(spec: OciSpec): Spec {
       Cwd: p.cwd,
       NoNewPrivileges: p.noNewPrivileges ?? false,
       User: {
-        UID: p.user.uid,
-        GID: p.user.gid,
-        AdditionalGids: p.user.additionalGids ?? [],
-        Username: p.user.username ?? "",
+        UID: p.user?.uid ?? 0,
+        GID: p.user?.gid ?? 0,
+        AdditionalGids: p.user?.additionalGids ?? [],
+        Username: p.user?.username ?? "",
       },
       Capabilities: p.capabilities && {
         Bounding: p.capabilities.bounding ?? [],

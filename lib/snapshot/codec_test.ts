@@ -130,7 +130,7 @@ for (const [name, size, regions] of CASES) {
       for (const workers of [0, 2]) {
         const encoded = await packToBytes(src, workers, 1 * MiB);
         const dst = `${dir}/dst-${workers}`;
-        const stats = await unpackToFile(streamOf(encoded), dst);
+        const stats = await unpackToFile(streamOf(encoded), dst, { workers });
         assertEquals(stats.logicalSize, size);
         assert(stats.sparse);
         assertEquals(await Deno.readFile(dst), await Deno.readFile(src));
@@ -200,6 +200,21 @@ Deno.test("plain zstd: concatenated frames and skippable frames decode as one st
     const input = concat([zstdCompressSync(a), skippable, zstdCompressSync(b)]);
     await unpackToFile(streamOf(input, 5), `${dir}/out`);
     assertEquals(await Deno.readFile(`${dir}/out`), concat([a, b]));
+  });
+});
+
+Deno.test("pooled decoding falls back to streaming for frames with large output", async () => {
+  await withDir(async (dir) => {
+    // 40 MiB of a repeated byte is a tiny frame whose output exceeds the pool's 16 MiB limit.
+    const content = new Uint8Array(40 * MiB).fill(0x61);
+    content.set(new TextEncoder().encode("end"), content.length - 3);
+    const input = zstdCompressSync(content);
+    assert(input.length < 64 * KiB);
+    for (const workers of [0, 2]) {
+      const stats = await unpackToFile(streamOf(input), `${dir}/out-${workers}`, { workers });
+      assertEquals(stats.logicalSize, content.length);
+      assertEquals(await Deno.readFile(`${dir}/out-${workers}`), content);
+    }
   });
 });
 
@@ -325,8 +340,15 @@ Deno.test("rejects a compressed stream cut inside a frame, and garbage after it"
     );
     const corrupt = encoded.slice();
     corrupt[corrupt.length - 2] ^= 0xff; // inside the content checksum
-    const bad = await assertRejects(() => unpackToFile(streamOf(corrupt), `${dir}/out`));
-    assert(bad.message.startsWith("corrupt zstd data: "), bad.message);
+    for (const workers of [0, 2]) {
+      const bad = await assertRejects(() =>
+        unpackToFile(streamOf(corrupt), `${dir}/out`, { workers })
+      );
+      assertEquals(
+        bad.message,
+        "corrupt zstd data: Zstd decompress error: Restored data doesn't match checksum",
+      );
+    }
     assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
   });
 });
@@ -340,5 +362,18 @@ Deno.test("a rejected input leaves an existing destination untouched", async () 
     );
     assertEquals(await Deno.readTextFile(`${dir}/out`), "previous");
     assertEquals((await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name), ["out"]);
+  });
+});
+
+Deno.test("accepts zero-length extents, as upstream's reader does", async () => {
+  await withDir(async (dir) => {
+    const data = new Uint8Array(4).fill(7);
+    const input = craft(2, [16, 0, 0, 4, 0, 4, 4, data, 16, 0, -1]);
+    const stats = await unpackToFile(streamOf(input), `${dir}/out`);
+    assertEquals(stats.logicalSize, 16);
+    assertEquals(
+      Array.from(await Deno.readFile(`${dir}/out`)),
+      [0, 0, 0, 0, 7, 7, 7, 7, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
   });
 });

@@ -5,15 +5,56 @@
  *
  * @module
  */
+import { basename, dirname, join } from "node:path";
 import { type Command, expectPositionals, parseFlags, UsageError } from "../cli/command.ts";
 import { formatBytes, progress } from "../cli/progress.ts";
 import { packSparseFile, packStream } from "./encode.ts";
 import { unpackToFile, unpackToStream } from "./decode.ts";
 
-async function outputStream(path: string): Promise<WritableStream<Uint8Array>> {
-  if (path === "-") return Deno.stdout.writable;
-  const file = await Deno.open(path, { write: true, create: true, truncate: true });
-  return file.writable;
+/** A file's bytes in 1 MiB reads (the default readable reads 64 KiB at a time). */
+export function readFileStream(file: Deno.FsFile, chunkSize = 1 << 20): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    async pull(controller) {
+      const buffer = new Uint8Array(chunkSize);
+      const n = await file.read(buffer);
+      if (n === null) {
+        file.close();
+        controller.close();
+      } else controller.enqueue(buffer.subarray(0, n));
+    },
+    cancel() {
+      file.close();
+    },
+  });
+}
+
+function workerCount(flag: string | undefined): number | undefined {
+  if (flag === undefined) return undefined;
+  const n = Number(flag);
+  if (!Number.isInteger(n) || n < 0 || n > 256) {
+    throw new UsageError(`--workers must be a whole number from 0 to 256, got ${flag}`);
+  }
+  return n;
+}
+
+/**
+ * Where pack writes: stdout, or a temporary file beside `path` that `commit` renames into place
+ * (a failed pack leaves nothing behind; `abandon` removes it).
+ */
+async function packOutput(path: string) {
+  if (path === "-") {
+    return { stream: Deno.stdout.writable, commit: async () => {}, abandon: async () => {} };
+  }
+  const temp = join(
+    dirname(path),
+    `.${basename(path)}.partial-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`,
+  );
+  const file = await Deno.open(temp, { write: true, createNew: true });
+  return {
+    stream: file.writable,
+    commit: () => Deno.rename(temp, path),
+    abandon: () => Deno.remove(temp).catch(() => {}),
+  };
 }
 
 export const packCommand: Command = {
@@ -37,16 +78,20 @@ Options:
       return 0;
     }
     const [src, dst] = expectPositionals(positionals, ["src", "dst"]);
-    const workers = values.workers === undefined ? undefined : Number(values.workers);
-    if (workers !== undefined && !(Number.isInteger(workers) && workers >= 0)) {
-      throw new UsageError(`--workers must be a whole number, got ${values.workers}`);
-    }
+    const workers = workerCount(values.workers);
     const bar = progress("pack", !!values.progress);
     const onProgress = (s: { dataBytes: number }) => bar.update(s.dataBytes);
-    const out = await outputStream(dst);
-    const stats = src === "-"
-      ? await packStream(Deno.stdin.readable, out, { workers, onProgress })
-      : await packSparseFile(src, out, { workers, onProgress });
+    const out = await packOutput(dst);
+    let stats;
+    try {
+      stats = src === "-"
+        ? await packStream(Deno.stdin.readable, out.stream, { workers, onProgress })
+        : await packSparseFile(src, out.stream, { workers, onProgress });
+      await out.commit();
+    } catch (e) {
+      await out.abandon();
+      throw e;
+    }
     bar.done(stats.dataBytes);
     if (values.progress) {
       console.error(
@@ -70,20 +115,25 @@ a temporary name and renamed into place only when the whole input is valid. SRC 
 for stdin/stdout; on stdout the holes are written as zeros.
 
 Options:
-  --progress    show bytes and rate on stderr`,
+  --progress    show bytes and rate on stderr
+  --workers N   decompression threads for small frames (default 0: this thread)`,
   async run(args) {
-    const { values, positionals, help } = parseFlags(args, { progress: { type: "boolean" } });
+    const { values, positionals, help } = parseFlags(args, {
+      progress: { type: "boolean" },
+      workers: { type: "string" },
+    });
     if (help) {
       console.log(this.help);
       return 0;
     }
     const [src, dst] = expectPositionals(positionals, ["src", "dst"]);
+    const workers = workerCount(values.workers);
     const bar = progress("unpack", !!values.progress);
-    const input = src === "-" ? Deno.stdin.readable : (await Deno.open(src)).readable;
+    const input = src === "-" ? Deno.stdin.readable : readFileStream(await Deno.open(src));
     const onProgress = (s: { compressedBytes: number }) => bar.update(s.compressedBytes);
     const stats = dst === "-"
-      ? await unpackToStream(input, Deno.stdout.writable, { onProgress })
-      : await unpackToFile(input, dst, { onProgress });
+      ? await unpackToStream(input, Deno.stdout.writable, { onProgress, workers })
+      : await unpackToFile(input, dst, { onProgress, workers });
     bar.done(stats.compressedBytes);
     if (values.progress) {
       console.error(

@@ -35,7 +35,7 @@ const options = { params: {
 self.onmessage = (event) => {
   const { id, buffer, length } = event.data;
   try {
-    const frame = zstdCompressSync(new Uint8Array(buffer, 0, length), options);
+    const frame = zstdCompressSync(new Uint8Array(buffer, 0, length), { ...options, chunkSize: length + (length >> 7) + 65536 });
     self.postMessage({ id, buffer, frame }, [buffer, frame.buffer]);
   } catch (e) {
     self.postMessage({ id, buffer, error: String(e && e.message || e) }, [buffer]);
@@ -72,6 +72,11 @@ export class CompressPool {
       };
       this.#workers.push(worker);
     }
+  }
+
+  /** True when frames arrive in buffers of their own (from workers), which callers may detach. */
+  get transfers(): boolean {
+    return this.#workers.length > 0;
   }
 
   /** How many chunks may usefully be in flight. */

@@ -110,7 +110,13 @@ class FramePipeline {
   async #writeOldest(): Promise<void> {
     const { frame, buffer } = await this.#inFlight.shift()!;
     if (buffer.byteLength === this.chunkSize) this.#free.push(buffer);
-    await this.write(frame);
+    if (this.#pool.transfers) {
+      const copy = new Uint8Array(frame);
+      release(frame);
+      await this.write(copy);
+    } else {
+      await this.write(frame);
+    }
     this.onProgress?.(this.stats);
   }
 
@@ -126,6 +132,16 @@ class FramePipeline {
     for (const p of this.#inFlight) p.catch(() => {});
     this.#inFlight = [];
   }
+}
+
+/**
+ * Frees a frame received from a worker now. V8 does not count such transferred buffers as memory
+ * pressure, so hundreds of MB of written frames piled up before a GC; the caller writes a copy
+ * (compressed bytes only, cheap) whose memory V8 accounts, and detaches the original.
+ */
+function release(bytes: Uint8Array): void {
+  const buffer = bytes.buffer as ArrayBuffer & { transfer?: (length: number) => ArrayBuffer };
+  buffer.transfer?.(0);
 }
 
 async function withPipeline(

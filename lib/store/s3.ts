@@ -199,13 +199,18 @@ export class S3Store implements Store {
       while (part.length > 0) {
         const number = etags.length + 1;
         // Read the next part while this one uploads: two parts in memory at most.
-        const [response, next] = await Promise.all([
+        // Both settle before going on, so an abort never races a part still uploading.
+        const [uploaded, read] = await Promise.allSettled([
           this.#request(`${what} (part ${number})`, this.#url(key, `partNumber=${number}&${id}`), {
             method: "PUT",
             body: part as Uint8Array<ArrayBuffer>,
           }),
           parts.read(this.partSize),
         ]);
+        if (uploaded.status === "rejected") throw uploaded.reason;
+        if (read.status === "rejected") throw read.reason;
+        const response = uploaded.value;
+        const next = read.value;
         const etag = response.headers.get("etag");
         if (!etag) throw new Error(`s3 ${what} failed: part ${number} has no ETag`);
         etags.push(etag);

@@ -18,10 +18,12 @@ import {
   type OciSpec,
 } from "../../lib/kata/specconv.ts";
 import { withDebugConsole } from "../../lib/kata/config.ts";
+import { createSandboxRequest } from "../../lib/kata/sandbox.ts";
 import { dialHybridVsock } from "../../lib/kata/hvsock.ts";
 import { Code, TtrpcClient, TtrpcError } from "../../lib/ttrpc/client.ts";
 import { AgentGuest } from "../doubles/kata/agent_guest.ts";
 import { type HybridVsockShim, serveHybridVsock } from "../doubles/kata/hvsock_shim.ts";
+import { vsockHttpGet } from "../doubles/kata/readyz_probe.ts";
 import type { GuestContext } from "../doubles/guest.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "../assert.ts";
 
@@ -98,7 +100,13 @@ function spec(args: string[], env: string[] = []): OciSpec {
 }
 
 async function setUpSandbox(agent: AgentClient): Promise<void> {
-  await agent.createSandbox({ sandboxId: "actor1", hostname: "actor" });
+  await agent.createSandbox(
+    createSandboxRequest({
+      sandboxId: "actor1",
+      hostname: "actor",
+      resolvConf: "# pod\nnameserver 10.96.0.10\nsearch svc.cluster.local\n",
+    }),
+  );
   const applied = await agent.updateInterface(guestInterface(NET));
   assertEquals(applied.hwAddr, NET.guestMac);
   const routes = await agent.updateRoutes(guestRoutes(NET));
@@ -192,8 +200,9 @@ Deno.test("agent client drives the double: sandbox, network, counter and emit co
 
     const dump = await debugConsoleDump(
       vm.shim.path,
-      "ip addr; ip route; ip neigh; cat /proc/mounts",
+      "ip addr; ip route; ip neigh; cat /proc/mounts; cat /etc/resolv.conf; hostname",
     );
+    assertStringIncludes(dump, "nameserver 10.96.0.10\nsearch svc.cluster.local\nactor\n");
     assertStringIncludes(dump, "inet 169.254.17.2/30 scope global eth0");
     assertStringIncludes(dump, "169.254.17.0/30 dev eth0 scope link");
     assertStringIncludes(dump, "default via 169.254.17.1 dev eth0");
@@ -243,6 +252,13 @@ Deno.test("the double rejects what the real agent rejects", async () => {
       "CreateContainer",
       Code.FAILED_PRECONDITION,
       "CreateSandbox first",
+    );
+    await rejectsWith(
+      () =>
+        agent.createSandbox({ sandboxId: "actor1", dns: ["nameserver 10.0.0.1\nnameserver 2"] }),
+      "CreateSandbox",
+      Code.INTERNAL,
+      "is not one resolv.conf directive",
     );
     await setUpSandbox(agent);
     await rejectsWith(
@@ -457,12 +473,17 @@ Deno.test("readiness on vsock port READYZ_PORT; knobs: agent absent, listen late
     assertEquals(retries.length, 2, "the first two connects were refused");
     await setUpSandbox(agent);
     await startContainer(agent, "web", 1, spec(["/bin/server"], ["READYZ_PORT=8080"]));
-    const conn = await dialHybridVsock(vm.shim.path, 8080, { deadlineMs: 5000 });
-    await conn.write(new TextEncoder().encode("GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n"));
-    const reply = decoder.decode(await new Response(conn.readable).arrayBuffer());
-    assert(reply.startsWith("HTTP/1.1 200 "), reply);
+    assertEquals(await vsockHttpGet(vm.shim.path, 8080, "/readyz"), { status: 200, body: "ok\n" });
+    await startContainer(
+      agent,
+      "slow",
+      2,
+      spec(["/bin/server"], ["READYZ_PORT=8081", "READYZ_STATUS=503"]),
+    );
+    assertEquals((await vsockHttpGet(vm.shim.path, 8081, "/")).status, 503);
+    await agent.signalProcess("slow", "slow", 15);
     // Nothing listens on another port: the dial is refused until its deadline.
-    await assertRejects(() => dialHybridVsock(vm.shim.path, 8081, { deadlineMs: 200 }));
+    await assertRejects(() => dialHybridVsock(vm.shim.path, 8082, { deadlineMs: 200 }));
     const dump = await debugConsoleDump(vm.shim.path, "echo hi", { deadlineMs: 300 });
     assertStringIncludes(dump, "debug console unreachable");
   } finally {
@@ -477,5 +498,39 @@ Deno.test("readiness on vsock port READYZ_PORT; knobs: agent absent, listen late
     );
   } finally {
     await absent.stop();
+  }
+});
+
+Deno.test("a hung agent fails calls at their deadline; an aborted output ends cleanly", async () => {
+  const hung = await Vm.start(undefined, "double.agent=hang");
+  try {
+    const agent = await hung.agent();
+    await rejectsWith(
+      () => agent.createSandbox({ sandboxId: "a" }, { timeoutMs: 100 }),
+      "CreateSandbox",
+      Code.DEADLINE_EXCEEDED,
+      "no response within 100 ms",
+    );
+  } finally {
+    await hung.stop();
+  }
+
+  const vm = await Vm.start();
+  try {
+    const agent = await vm.agent();
+    await setUpSandbox(agent);
+    await startContainer(agent, "c1", 1, spec(["/bin/counter"]));
+    const abort = new AbortController();
+    const it = agent.output("c1", "stdout", { signal: abort.signal })[Symbol.asyncIterator]();
+    assertEquals(await readLines(it, 1), ["count 1"]);
+    const blocked = it.next();
+    abort.abort();
+    assertEquals(await blocked, { done: true, value: undefined });
+    // The connection stays usable. (The agent's abandoned read still waits there and will take
+    // the next output, which is lost: ttrpc cannot cancel a call in the server.)
+    await agent.signalProcess("c1", "c1", 9);
+    assertEquals(await agent.waitProcess("c1", "c1"), 137);
+  } finally {
+    await vm.stop();
   }
 });

@@ -456,6 +456,14 @@ export class AgentGuest implements Guest {
       if (this.#state.sandbox) {
         fail(Code.ALREADY_EXISTS, `sandbox ${this.#state.sandbox.id} already exists`);
       }
+      for (const line of req.dns) {
+        if (line.includes("\n") || !/^(nameserver|search|domain|options|sortlist) \S/.test(line)) {
+          fail(
+            Code.INTERNAL,
+            `setup guest dns: ${JSON.stringify(line)} is not one resolv.conf directive`,
+          );
+        }
+      }
       this.#state.sandbox = { id: req.sandboxId, hostname: req.hostname, dns: req.dns };
       return {};
     });
@@ -801,8 +809,13 @@ export class AgentGuest implements Guest {
         return args[0] === "+%s"
           ? `${Math.floor(this.clock() / 1000)}\n`
           : `${new Date(this.clock()).toUTCString()}\n`;
+      case "hostname":
+        return `${s.sandbox?.hostname ?? "localhost"}\n`;
       case "cat":
       case "grep":
+        if (args.includes("/etc/resolv.conf")) {
+          return (s.sandbox?.dns ?? []).map((l) => `${l}\n`).join("");
+        }
         if (args.includes("/proc/mounts")) {
           return s.containers.map((c) =>
             `${c.mount.source} ${c.mount.mountPoint} ext4 rw,relatime 0 0\n`
