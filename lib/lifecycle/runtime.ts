@@ -279,19 +279,15 @@ export class MicroVmRuntime implements WorkloadRuntime {
         "launching cloud-hypervisor",
         () => this.#launch(assets, vm, undo, req.actor.id, signal),
       );
-      const state = await this.#stateOf(req, vm, vmm, {
-        baseId: req.actor.id,
-        atCheckpoint: "none",
-      });
-      await steps.run("recording the activation", () => this.#persist(state, undo));
+      const state = await steps.run(
+        "recording the activation",
+        () => this.#record(req, vm, vmm, undo, { baseId: req.actor.id, atCheckpoint: "none" }),
+      );
       const call = { signal, timeoutMs: this.#opts.vmmCallTimeoutMs };
-      await steps.run("creating the VM", () =>
-        vmm.client.create(
-          {
-            ...guest.config(vm, state.containers.map((c) => c.disk)),
-          },
-          call,
-        ));
+      await steps.run(
+        "creating the VM",
+        () => vmm.client.create(guest.config(vm, state.containers.map((c) => c.disk)), call),
+      );
       await steps.run("adding the network device", async () => {
         try {
           await vmm.client.addNet({ mac: GUEST_MAC }, net.tapFds, call);
@@ -522,13 +518,16 @@ export class MicroVmRuntime implements WorkloadRuntime {
         () => this.#launch(assets, vm, undo, req.actor.id, signal),
       );
       const plan = memoryPlan(vmm.version.major, this.#opts.memoryRestoreMode);
-      const state = await this.#stateOf(req, vm, vmm, {
-        baseId,
-        restoreSource: source,
-        memoryMode: plan.mode,
-        atCheckpoint: plan.atCheckpoint,
-      });
-      await steps.run("recording the activation", () => this.#persist(state, undo));
+      const state = await steps.run(
+        "recording the activation",
+        () =>
+          this.#record(req, vm, vmm, undo, {
+            baseId,
+            restoreSource: source,
+            memoryMode: plan.mode,
+            atCheckpoint: plan.atCheckpoint,
+          }),
+      );
       await steps.run(`restoring the VM (${plan.mode})`, async () => {
         try {
           await vmm.client.restore(
@@ -707,9 +706,18 @@ export class MicroVmRuntime implements WorkloadRuntime {
     };
   }
 
-  async #persist(state: ActivationState, undo: Unwind): Promise<void> {
+  /** Persists the activation (VMM identity, paths, lineage); the undo removes it. */
+  async #record(
+    req: WorkloadRequest,
+    vm: VmDir,
+    vmm: VmmProcess,
+    undo: Unwind,
+    extra: Pick<ActivationState, "baseId" | "restoreSource" | "memoryMode" | "atCheckpoint">,
+  ): Promise<ActivationState> {
+    const state = await this.#stateOf(req, vm, vmm, extra);
     undo.push("activation state", () => clearState(this.#opts.worker.ateomDir, state.actorDir));
     await saveState(this.#opts.worker.ateomDir, state);
+    return state;
   }
 
   async #dialAgent(
