@@ -233,7 +233,8 @@ export class MicroVmRuntime implements WorkloadRuntime {
   /**
    * Startup work of `serve`: checks ip/tc/nft (naming the package to install), creates the
    * interior netns, and reaps an activation a dead predecessor left (its VMM, identified by pid
-   * and start time, the network, the VM run directory and the state).
+   * and start time, the network, the VM run directory and the state). A predecessor still alive
+   * (same pid and start time) is left alone.
    */
   async startup(): Promise<void> {
     checkNetworkTools();
@@ -243,6 +244,14 @@ export class MicroVmRuntime implements WorkloadRuntime {
       return undefined;
     });
     if (!leftover) return;
+    if (await isVmmAlive(leftover.worker)) {
+      // Another instance still serves this pod (startServer then refuses its live socket).
+      this.#log.warn("the worker that started the recorded VM is still running; not reaping it", {
+        worker_pid: leftover.worker.pid,
+        vmm_pid: leftover.vmm.pid,
+      });
+      return;
+    }
     const killed = await killByIdentity(leftover.vmm);
     this.#log.warn("reaped the activation of a previous worker instance", {
       actor: leftover.actor.id,
@@ -685,6 +694,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
     extra: Pick<ActivationState, "baseId" | "restoreSource" | "memoryMode" | "atCheckpoint">,
   ): Promise<ActivationState> {
     const { startTime } = await identityOf(vmm.pid);
+    const worker = await identityOf(Deno.pid);
     const containers: ContainerState[] = req.containers.map((c) => ({
       name: c.name,
       agentId: agentContainerId(c.name),
@@ -697,6 +707,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
       actor: req.actor,
       actorDir: req.paths.actorDir,
       vmm: { pid: vmm.pid, startTime, apiSocket: vm.apiSocket },
+      worker,
       vsockSocket: vm.vsockSocket,
       vmDir: vm.dir,
       chVersion: vmm.version.version,

@@ -41,8 +41,16 @@ Deno.test("operations: a restarted worker checkpoints the VM it did not start", 
       await waitForLine(w, "app", "count 1");
       const vmm = w.runtime.activeState!.vmm;
 
-      // A new runtime knows nothing in memory: it finds the VM through the actor dir.
+      // A new runtime knows nothing in memory: it finds the VM through the actor dir. Its
+      // startup leaves the VM alone, as the worker that started it (this process) still lives.
       const restarted = new MicroVmRuntime(w.runtimeOptions);
+      await restarted.startup();
+      assert(await isVmmAlive(vmm), "startup reaped the VM of a live worker");
+      assert(
+        w.logs.some((l) =>
+          l.msg === "the worker that started the recorded VM is still running; not reaping it"
+        ),
+      );
       const paths = w.paths;
       const { snapshotFiles } = await restarted.checkpoint({
         actor,
