@@ -135,6 +135,10 @@ interface Activation {
   logs?: { stop: AbortController; done: Promise<unknown> };
   /** The checkpoint capture in flight or finished (joined by a retried Checkpoint). */
   capture?: Promise<string[]>;
+  /** The snapshot is in checkpoint-state/ (the VM stays paused); a retry skips to the merge. */
+  snapshotTaken?: boolean;
+  /** The OnDemand delta in checkpoint-state/ is merged (the base was consumed). */
+  merged?: boolean;
 }
 
 const LONG_CALL_MS = 10 * 60_000;
@@ -363,7 +367,6 @@ export class MicroVmRuntime implements WorkloadRuntime {
     const steps = new Steps(log, signal);
     const started = performance.now();
     const act = await steps.run("finding the running VM", () => this.#activationFor(req, log));
-    const captureStarted = performance.now();
     if (!act.capture) {
       act.capture = this.#capture(act, req, log);
       // A failed capture may be retried from scratch by the next Checkpoint.
@@ -375,7 +378,6 @@ export class MicroVmRuntime implements WorkloadRuntime {
       "capturing the snapshot",
       () => waitFor(act.capture!, signal),
     );
-    steps.times["capturing the snapshot"] = Math.round(performance.now() - captureStarted);
     await steps.run("tearing down the VM", async () => {
       this.#active = undefined;
       await this.#teardown(act, log);
@@ -407,25 +409,31 @@ export class MicroVmRuntime implements WorkloadRuntime {
       }
     };
     const client = act.client;
-    await phase("pausing the VM", () => client.pause());
-    try {
-      await phase("snapshotting the VM", () => this.#snapshot(act, dir, log));
-      if (act.state.atCheckpoint === "merge") {
-        await phase("merging the OnDemand delta", () => this.#merge(act, dir, log));
+    if (!act.snapshotTaken) {
+      await phase("pausing the VM", () => client.pause());
+      try {
+        await phase("snapshotting the VM", () => this.#snapshot(act, dir, log));
+      } catch (e) {
+        // The actor stays usable: resume it and leave no partial checkpoint behind.
+        await removeIfPresent(dir).catch(() => {});
+        await client.resume().catch((r) =>
+          log.warn("resuming the VM after a failed snapshot failed", { err: r.message })
+        );
+        throw e;
       }
-      await phase("verifying the memory image", () => verifyMemoryImage(dir));
-      await phase(
-        "writing base-id",
-        () => Deno.writeTextFile(join(dir, BASE_ID_FILE), act.state.baseId, { mode: 0o600 }),
-      );
-    } catch (e) {
-      // The actor stays usable: resume it and leave no partial checkpoint behind.
-      await removeIfPresent(dir).catch(() => {});
-      await client.resume().catch((r) =>
-        log.warn("resuming the VM after a failed checkpoint failed", { err: r.message })
-      );
-      throw e;
+      act.snapshotTaken = true;
     }
+    // From here the VM stays paused and checkpoint-state/ is kept: a retried Checkpoint goes on
+    // from this point (the merge recovers from an interruption; see lib/sparse/merge.ts).
+    if (act.state.atCheckpoint === "merge" && !act.merged) {
+      await phase("merging the OnDemand delta", () => this.#merge(act, dir, log));
+      act.merged = true;
+    }
+    await phase("verifying the memory image", () => verifyMemoryImage(dir));
+    await phase(
+      "writing base-id",
+      () => Deno.writeTextFile(join(dir, BASE_ID_FILE), act.state.baseId, { mode: 0o600 }),
+    );
     await phase("saving golden rootfs", async () => {
       for (const c of act.state.containers) {
         if (await saveGolden(c.disk, c.golden)) log.info("saved golden rootfs", { disk: c.golden });
