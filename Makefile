@@ -52,11 +52,17 @@ bench: setup
 run: setup
 	bin/ateom-microvm serve --pod-uid $(RUN_POD_UID) --base-path $(RUN_BASE)
 
-# deno compile needs the denort runtime; set DENORT_BIN to a local copy where it cannot be
-# downloaded (see README).
+# deno compile needs the denort runtime of the pinned Deno version; set DENORT_BIN to a local
+# copy where it cannot be downloaded (see docs/quickstart.md). The result is smoke-tested and
+# removed when it does not run (e.g. DENORT_BIN pointing at a full deno, not denort), because
+# bin/ateom-microvm prefers dist/ateom-microvm when present.
 binary: setup
 	mkdir -p dist
-	$(DENO) compile $(PERMS) --no-check --include proto/gen --output dist/ateom-microvm main.ts
+	$(DENO) compile $(PERMS) --no-check --include proto/gen --output dist/ateom-microvm.new main.ts
+	@dist/ateom-microvm.new version >/dev/null 2>&1 || { rm -f dist/ateom-microvm.new; \
+	  echo "binary: the compiled dist/ateom-microvm does not run: DENORT_BIN must be the denort" \
+	    "runtime of deno $$($(DENO) --version | head -1 | cut -d' ' -f2), not a full deno"; exit 1; }
+	mv dist/ateom-microvm.new dist/ateom-microvm
 
 clean:
 	rm -rf dist .run

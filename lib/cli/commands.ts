@@ -10,6 +10,7 @@ import { serveCommand } from "../api/serve_command.ts";
 import { mkfsCommand } from "../rootfs/command.ts";
 import { packCommand, unpackCommand } from "../snapshot/command.ts";
 import { pullCommand, pushCommand } from "../store/command.ts";
+import { STANDALONE_COMMANDS } from "../standalone/commands.ts";
 
 export const COMMANDS: Command[] = [
   serveCommand,
@@ -19,4 +20,5 @@ export const COMMANDS: Command[] = [
   unpackCommand,
   pushCommand,
   pullCommand,
+  ...STANDALONE_COMMANDS,
 ];

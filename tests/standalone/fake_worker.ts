@@ -1,0 +1,130 @@
+/**
+ * A stand-in for the `serve` worker in CLI tests that do not need the micro-VM runtime: the real
+ * API server (lib/api/server.ts) with a runtime that keeps a counter as its "VM":
+ *
+ * - run: checks the bundle the CLI prepared, starts a child process standing for the VMM, logs
+ *   `count 1` as container `main` output;
+ * - checkpoint: writes `config.json`, `state.json` and a sparse `memory-ranges` (8 MiB, the count
+ *   at 4 MiB) into checkpoint-state/, stops the child;
+ * - restore: reads the count back from restore-state/memory-ranges (which must be exactly what
+ *   checkpoint wrote), starts the child, logs `count N+1`.
+ *
+ * With `FAKE_WORKER_BLOCK=run`, run never finishes on its own (it waits for cancellation).
+ *
+ * Invoked as `fake_worker.ts serve --pod-uid UID --base-path DIR [--log-level L]` (the CLI's
+ * supervisor argv after $ATEOM_MICROVM_WORKER).
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { startServer } from "../../lib/api/server.ts";
+import { RuntimeError, type WorkloadRuntime } from "../../lib/api/runtime.ts";
+import { jsonLogger, stdoutSink } from "../../lib/log/logger.ts";
+
+const MEMORY_SIZE = 8 << 20;
+const COUNT_OFFSET = 4 << 20;
+
+let vmm: Deno.ChildProcess | undefined;
+let count = 0;
+
+function startVmm() {
+  vmm = new Deno.Command("sleep", { args: ["3600"], stdin: "null", stdout: "null" }).spawn();
+}
+
+async function stopVmm() {
+  if (!vmm) return;
+  try {
+    vmm.kill("SIGKILL");
+  } catch { /* gone */ }
+  await vmm.status;
+  vmm = undefined;
+}
+
+const runtime: WorkloadRuntime = {
+  async run(req, signal) {
+    if (Deno.env.get("FAKE_WORKER_BLOCK") === "run") {
+      // Stands for a long boot: waits for the RPC to be cancelled.
+      startVmm();
+      await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+      await stopVmm();
+      throw signal.reason;
+    }
+    const bundle = req.containers[0].bundleDir;
+    await Deno.stat(join(bundle, "config.json"));
+    await Deno.stat(join(bundle, "rootfs"));
+    for (const key of ["cloud-hypervisor", "kata-kernel", "kata-image"]) {
+      if (!req.runtimeAssetPaths[key]) {
+        throw new RuntimeError("INVALID_ARGUMENT", `missing asset ${key}`);
+      }
+    }
+    if (req.runtimeAssetPaths["kata-config"]) {
+      req.actorLog.line(
+        "main",
+        `kata-config ${await Deno.readTextFile(
+          req.runtimeAssetPaths["kata-config"],
+        ).then((t) => t.replace(/\n/g, " ").trim())}`,
+      );
+    }
+    startVmm();
+    count = 1;
+    req.actorLog.line("main", `count ${count}`);
+  },
+  async checkpoint(req) {
+    const dir = req.paths.checkpointStateDir;
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await Deno.mkdir(dir, { recursive: true });
+    await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify({ fake: true }));
+    await Deno.writeTextFile(join(dir, "state.json"), JSON.stringify({ actor: req.actor.id }));
+    using f = await Deno.open(join(dir, "memory-ranges"), { write: true, create: true });
+    await f.truncate(MEMORY_SIZE);
+    await f.seek(COUNT_OFFSET, Deno.SeekMode.Start);
+    await f.write(new TextEncoder().encode(`count=${count};`));
+    await stopVmm();
+    return { snapshotFiles: ["config.json", "memory-ranges", "state.json"] };
+  },
+  async restore(req) {
+    const dir = req.paths.restoreStateDir;
+    const names: string[] = [];
+    for await (const e of Deno.readDir(dir)) names.push(e.name);
+    if (names.sort().join(",") !== "config.json,memory-ranges,state.json") {
+      throw new RuntimeError("INVALID_ARGUMENT", `restore-state holds ${names.join(",")}`);
+    }
+    const bytes = await Deno.readFile(join(dir, "memory-ranges"));
+    if (bytes.length !== MEMORY_SIZE) throw new RuntimeError("DATA_LOSS", "memory size differs");
+    const m = /^count=(\d+);/.exec(new TextDecoder().decode(bytes.subarray(COUNT_OFFSET)));
+    if (!m) throw new RuntimeError("DATA_LOSS", "no count in memory-ranges");
+    await Deno.stat(join(req.containers[0].bundleDir, "config.json"));
+    startVmm();
+    count = Number(m[1]) + 1;
+    req.actorLog.line("main", `count ${count}`);
+  },
+};
+
+if (import.meta.main) {
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    options: {
+      "pod-uid": { type: "string" },
+      "base-path": { type: "string" },
+      "log-level": { type: "string" },
+    },
+    allowPositionals: true,
+  });
+  if (positionals[0] !== "serve") {
+    throw new Error(`fake worker: expected serve, got ${positionals}`);
+  }
+  const server = await startServer({
+    podUid: values["pod-uid"]!,
+    basePath: values["base-path"]!,
+    runtime,
+    logger: jsonLogger(stdoutSink, "INFO"),
+    actorLogSink: stdoutSink,
+  });
+  const stop = Promise.withResolvers<void>();
+  Deno.addSignalListener("SIGTERM", () => stop.resolve());
+  await stop.promise;
+  await server.close();
+  await stopVmm();
+  Deno.exit(0);
+}
