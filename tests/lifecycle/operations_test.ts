@@ -231,7 +231,7 @@ Deno.test("operations: readiness probes cross the actor network from serve's pod
       const sick = { namespace: "ns", template: "tmpl", id: "tcp-sick" };
       await prepareBundles({ paths } as never, sick, web(503));
       const f = await failureOf(
-        client.runWorkload(runRequest(sick, web(503), assetPaths), { timeoutMs: 2000 }),
+        client.runWorkload(runRequest(sick, web(503), assetPaths), { timeoutMs: 4000 }),
       );
       assertEquals(f.code, "DEADLINE_EXCEEDED");
       const failed = await until(serve, (r) => r.msg === "step failed", seen);
