@@ -1,4 +1,4 @@
-import { assertEquals, assertThrows } from "../../tests/assert.ts";
+import { assertEquals, assertRejects, assertThrows } from "../../tests/assert.ts";
 import { RuntimeError } from "../api/runtime.ts";
 import { resolveAssets } from "./assets.ts";
 import {
@@ -9,7 +9,7 @@ import {
   vmDirOf,
 } from "./layout.ts";
 import { memoryPlan, parseMemoryModeFlag } from "./memory_mode.ts";
-import { parseStatusLine, probeRequest } from "./readiness.ts";
+import { parseStatusLine, type Prober, probeRequest, waitReady } from "./readiness.ts";
 import { dnsLines, guestImageRepoint } from "./runtime.ts";
 
 Deno.test("memory plan: v52 merges, v53+ waits, copy needs nothing; flag parsing", () => {
@@ -90,4 +90,24 @@ Deno.test("restore: the read-only guest image is repointed to this node's asset 
   assertEquals(guestImageRepoint(config, "/node1/static/kata-abc.img"), {});
   assertEquals(guestImageRepoint(config, ""), {});
   assertEquals(guestImageRepoint({}, "/x.img"), {});
+});
+
+Deno.test("readiness: the error names the last real answer, not a probe cut by the deadline", async () => {
+  const rpc = new AbortController();
+  let calls = 0;
+  const prober: Prober = (_target, signal) => {
+    calls++;
+    if (calls < 3) return Promise.resolve({ status: 503 });
+    // The third probe is still running when the RPC ends.
+    rpc.abort();
+    return Promise.resolve(signal.aborted ? { error: "no answer in time" } : { status: 0 });
+  };
+  const err = await assertRejects(() =>
+    waitReady("web", { path: "/readyz", port: 8080 }, "/vm/kata.hvsock", prober, rpc.signal)
+  );
+  assertEquals((err as RuntimeError).code, "DEADLINE_EXCEEDED");
+  assertEquals(
+    err.message,
+    "container web did not become ready: GET http://169.254.17.2:8080/readyz last answered HTTP 503 (3 attempts before the RPC deadline); check the container's logs",
+  );
 });

@@ -111,8 +111,13 @@ export async function waitReady(
         } attempts before the RPC deadline); check the container's logs`,
       );
     }
-    last = await prober(target, AbortSignal.any([signal, AbortSignal.timeout(requestTimeoutMs)]));
-    if ("status" in last && last.status >= 200 && last.status <= 299) return { attempts };
+    const outcome = await prober(
+      target,
+      AbortSignal.any([signal, AbortSignal.timeout(requestTimeoutMs)]),
+    );
+    if ("status" in outcome && outcome.status >= 200 && outcome.status <= 299) return { attempts };
+    // A probe cut short by the RPC's end says nothing about the container: keep the last answer.
+    if (!signal.aborted || !last) last = outcome;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, PROBE_INTERVAL_MS);
       signal.addEventListener("abort", done, { once: true });

@@ -135,6 +135,10 @@ interface Activation {
   logs?: { stop: AbortController; done: Promise<unknown> };
   /** The checkpoint capture in flight or finished (joined by a retried Checkpoint). */
   capture?: Promise<string[]>;
+  /** The snapshot is in checkpoint-state/ (the VM stays paused); a retry skips to the merge. */
+  snapshotTaken?: boolean;
+  /** The OnDemand delta in checkpoint-state/ is merged (the base was consumed). */
+  merged?: boolean;
 }
 
 const LONG_CALL_MS = 10 * 60_000;
@@ -233,7 +237,8 @@ export class MicroVmRuntime implements WorkloadRuntime {
   /**
    * Startup work of `serve`: checks ip/tc/nft (naming the package to install), creates the
    * interior netns, and reaps an activation a dead predecessor left (its VMM, identified by pid
-   * and start time, the network, the VM run directory and the state).
+   * and start time, the network, the VM run directory and the state). A predecessor still alive
+   * (same pid and start time) is left alone.
    */
   async startup(): Promise<void> {
     checkNetworkTools();
@@ -243,6 +248,14 @@ export class MicroVmRuntime implements WorkloadRuntime {
       return undefined;
     });
     if (!leftover) return;
+    if (await isVmmAlive(leftover.worker)) {
+      // Another instance still serves this pod (startServer then refuses its live socket).
+      this.#log.warn("the worker that started the recorded VM is still running; not reaping it", {
+        worker_pid: leftover.worker.pid,
+        vmm_pid: leftover.vmm.pid,
+      });
+      return;
+    }
     const killed = await killByIdentity(leftover.vmm);
     this.#log.warn("reaped the activation of a previous worker instance", {
       actor: leftover.actor.id,
@@ -279,19 +292,15 @@ export class MicroVmRuntime implements WorkloadRuntime {
         "launching cloud-hypervisor",
         () => this.#launch(assets, vm, undo, req.actor.id, signal),
       );
-      const state = await this.#stateOf(req, vm, vmm, {
-        baseId: req.actor.id,
-        atCheckpoint: "none",
-      });
-      await steps.run("recording the activation", () => this.#persist(state, undo));
+      const state = await steps.run(
+        "recording the activation",
+        () => this.#record(req, vm, vmm, undo, { baseId: req.actor.id, atCheckpoint: "none" }),
+      );
       const call = { signal, timeoutMs: this.#opts.vmmCallTimeoutMs };
-      await steps.run("creating the VM", () =>
-        vmm.client.create(
-          {
-            ...guest.config(vm, state.containers.map((c) => c.disk)),
-          },
-          call,
-        ));
+      await steps.run(
+        "creating the VM",
+        () => vmm.client.create(guest.config(vm, state.containers.map((c) => c.disk)), call),
+      );
       await steps.run("adding the network device", async () => {
         try {
           await vmm.client.addNet({ mac: GUEST_MAC }, net.tapFds, call);
@@ -358,7 +367,6 @@ export class MicroVmRuntime implements WorkloadRuntime {
     const steps = new Steps(log, signal);
     const started = performance.now();
     const act = await steps.run("finding the running VM", () => this.#activationFor(req, log));
-    const captureStarted = performance.now();
     if (!act.capture) {
       act.capture = this.#capture(act, req, log);
       // A failed capture may be retried from scratch by the next Checkpoint.
@@ -370,7 +378,6 @@ export class MicroVmRuntime implements WorkloadRuntime {
       "capturing the snapshot",
       () => waitFor(act.capture!, signal),
     );
-    steps.times["capturing the snapshot"] = Math.round(performance.now() - captureStarted);
     await steps.run("tearing down the VM", async () => {
       this.#active = undefined;
       await this.#teardown(act, log);
@@ -402,25 +409,31 @@ export class MicroVmRuntime implements WorkloadRuntime {
       }
     };
     const client = act.client;
-    await phase("pausing the VM", () => client.pause());
-    try {
-      await phase("snapshotting the VM", () => this.#snapshot(act, dir, log));
-      if (act.state.atCheckpoint === "merge") {
-        await phase("merging the OnDemand delta", () => this.#merge(act, dir, log));
+    if (!act.snapshotTaken) {
+      await phase("pausing the VM", () => client.pause());
+      try {
+        await phase("snapshotting the VM", () => this.#snapshot(act, dir, log));
+      } catch (e) {
+        // The actor stays usable: resume it and leave no partial checkpoint behind.
+        await removeIfPresent(dir).catch(() => {});
+        await client.resume().catch((r) =>
+          log.warn("resuming the VM after a failed snapshot failed", { err: r.message })
+        );
+        throw e;
       }
-      await phase("verifying the memory image", () => verifyMemoryImage(dir));
-      await phase(
-        "writing base-id",
-        () => Deno.writeTextFile(join(dir, BASE_ID_FILE), act.state.baseId, { mode: 0o600 }),
-      );
-    } catch (e) {
-      // The actor stays usable: resume it and leave no partial checkpoint behind.
-      await removeIfPresent(dir).catch(() => {});
-      await client.resume().catch((r) =>
-        log.warn("resuming the VM after a failed checkpoint failed", { err: r.message })
-      );
-      throw e;
+      act.snapshotTaken = true;
     }
+    // From here the VM stays paused and checkpoint-state/ is kept: a retried Checkpoint goes on
+    // from this point (the merge recovers from an interruption; see lib/sparse/merge.ts).
+    if (act.state.atCheckpoint === "merge" && !act.merged) {
+      await phase("merging the OnDemand delta", () => this.#merge(act, dir, log));
+      act.merged = true;
+    }
+    await phase("verifying the memory image", () => verifyMemoryImage(dir));
+    await phase(
+      "writing base-id",
+      () => Deno.writeTextFile(join(dir, BASE_ID_FILE), act.state.baseId, { mode: 0o600 }),
+    );
     await phase("saving golden rootfs", async () => {
       for (const c of act.state.containers) {
         if (await saveGolden(c.disk, c.golden)) log.info("saved golden rootfs", { disk: c.golden });
@@ -522,13 +535,16 @@ export class MicroVmRuntime implements WorkloadRuntime {
         () => this.#launch(assets, vm, undo, req.actor.id, signal),
       );
       const plan = memoryPlan(vmm.version.major, this.#opts.memoryRestoreMode);
-      const state = await this.#stateOf(req, vm, vmm, {
-        baseId,
-        restoreSource: source,
-        memoryMode: plan.mode,
-        atCheckpoint: plan.atCheckpoint,
-      });
-      await steps.run("recording the activation", () => this.#persist(state, undo));
+      const state = await steps.run(
+        "recording the activation",
+        () =>
+          this.#record(req, vm, vmm, undo, {
+            baseId,
+            restoreSource: source,
+            memoryMode: plan.mode,
+            atCheckpoint: plan.atCheckpoint,
+          }),
+      );
       await steps.run(`restoring the VM (${plan.mode})`, async () => {
         try {
           await vmm.client.restore(
@@ -686,6 +702,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
     extra: Pick<ActivationState, "baseId" | "restoreSource" | "memoryMode" | "atCheckpoint">,
   ): Promise<ActivationState> {
     const { startTime } = await identityOf(vmm.pid);
+    const worker = await identityOf(Deno.pid);
     const containers: ContainerState[] = req.containers.map((c) => ({
       name: c.name,
       agentId: agentContainerId(c.name),
@@ -698,6 +715,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
       actor: req.actor,
       actorDir: req.paths.actorDir,
       vmm: { pid: vmm.pid, startTime, apiSocket: vm.apiSocket },
+      worker,
       vsockSocket: vm.vsockSocket,
       vmDir: vm.dir,
       chVersion: vmm.version.version,
@@ -707,9 +725,18 @@ export class MicroVmRuntime implements WorkloadRuntime {
     };
   }
 
-  async #persist(state: ActivationState, undo: Unwind): Promise<void> {
+  /** Persists the activation (VMM identity, paths, lineage); the undo removes it. */
+  async #record(
+    req: WorkloadRequest,
+    vm: VmDir,
+    vmm: VmmProcess,
+    undo: Unwind,
+    extra: Pick<ActivationState, "baseId" | "restoreSource" | "memoryMode" | "atCheckpoint">,
+  ): Promise<ActivationState> {
+    const state = await this.#stateOf(req, vm, vmm, extra);
     undo.push("activation state", () => clearState(this.#opts.worker.ateomDir, state.actorDir));
     await saveState(this.#opts.worker.ateomDir, state);
+    return state;
   }
 
   async #dialAgent(

@@ -33,6 +33,8 @@ export interface ActivationState {
   actor: ActorKey;
   actorDir: string;
   vmm: { pid: number; startTime: string; apiSocket: string };
+  /** The worker process that started the VMM: a reap at startup needs it dead. */
+  worker: VmmIdentity;
   vsockSocket: string;
   vmDir: string;
   /** The golden lineage id written to `base-id` at checkpoint. */
@@ -47,8 +49,9 @@ export interface ActivationState {
 }
 
 /**
- * Whether the VMM `vmm` (pid and start time) is still running: the pid exists, is not a zombie
- * (a VMM another worker started is reaped by its parent, not by us) and started at that time.
+ * Whether the process `vmm` (pid and start time; a VMM or a worker) is still running: the pid
+ * exists, is not a zombie (a VMM another worker started is reaped by its parent, not by us) and
+ * started at that time.
  */
 export async function isVmmAlive(vmm: VmmIdentity): Promise<boolean> {
   const stat = await readProcText(`/proc/${vmm.pid}/stat`);

@@ -89,7 +89,7 @@ Deno.test("failure: the kata agent never listens, or accepts and never answers",
     const hangDone = w.logged(UNWOUND);
     const hang = await failureOf(
       w.client.runWorkload(runRequest(actor, COUNTER, await assetsOf(w, "double.agent=hang")), {
-        timeoutMs: 2000,
+        timeoutMs: 4000,
       }),
     );
     assertEquals(hang.code, "DEADLINE_EXCEEDED", hang.message);

@@ -129,7 +129,7 @@ Deno.test("lifecycle: readiness passes on 2xx and times out naming the container
     const done = w.logged("step failed");
     const unwound = w.logged(UNWOUND);
     const f = await failureOf(
-      w.client.runWorkload(runRequest(sick, failing, await assetsOf(w)), { timeoutMs: 1500 }),
+      w.client.runWorkload(runRequest(sick, failing, await assetsOf(w)), { timeoutMs: 3000 }),
     );
     assertEquals(f.code, "DEADLINE_EXCEEDED");
     const failed = await done;
@@ -151,7 +151,7 @@ Deno.test("lifecycle: readiness passes on 2xx and times out naming the container
     const done2 = w.logged("step failed");
     const unwound2 = w.logged(UNWOUND);
     const g = await failureOf(
-      w.client.runWorkload(runRequest(sick, none, await assetsOf(w)), { timeoutMs: 1500 }),
+      w.client.runWorkload(runRequest(sick, none, await assetsOf(w)), { timeoutMs: 3000 }),
     );
     assertEquals(g.code, "DEADLINE_EXCEEDED");
     assertStringIncludes(

@@ -12,13 +12,14 @@ import { MicroVmRuntime } from "../../lib/lifecycle/runtime.ts";
 import { isVmmAlive } from "../../lib/lifecycle/state.ts";
 import { ateomNetnsName, AteomPaths } from "../../lib/paths/paths.ts";
 import { Proc, withFixture } from "../net/fixture.ts";
-import { assert, assertEquals } from "../assert.ts";
-import { ateomClient } from "./grpc.ts";
+import { assert, assertEquals, assertStringIncludes } from "../assert.ts";
+import { ateomClient, failureOf } from "./grpc.ts";
 import {
   AGENT_DOUBLE,
   assertNoLeaks,
   assetsOf,
   CH_DOUBLE,
+  checkpointRequest,
   prepareBundles,
   processesMentioning,
   runRequest,
@@ -40,8 +41,16 @@ Deno.test("operations: a restarted worker checkpoints the VM it did not start", 
       await waitForLine(w, "app", "count 1");
       const vmm = w.runtime.activeState!.vmm;
 
-      // A new runtime knows nothing in memory: it finds the VM through the actor dir.
+      // A new runtime knows nothing in memory: it finds the VM through the actor dir. Its
+      // startup leaves the VM alone, as the worker that started it (this process) still lives.
       const restarted = new MicroVmRuntime(w.runtimeOptions);
+      await restarted.startup();
+      assert(await isVmmAlive(vmm), "startup reaped the VM of a live worker");
+      assert(
+        w.logs.some((l) =>
+          l.msg === "the worker that started the recorded VM is still running; not reaping it"
+        ),
+      );
       const paths = w.paths;
       const { snapshotFiles } = await restarted.checkpoint({
         actor,
@@ -74,7 +83,12 @@ Deno.test("operations: a restarted worker checkpoints the VM it did not start", 
   });
 });
 
-function serveIn(pod: string, podUid: string, base: string): Proc {
+function serveIn(
+  pod: string,
+  podUid: string,
+  base: string,
+  env: Record<string, string> = {},
+): Proc {
   return new Proc(
     new Deno.Command("ip", {
       args: [
@@ -92,7 +106,7 @@ function serveIn(pod: string, podUid: string, base: string): Proc {
         "--log-level",
         "debug",
       ],
-      env: { CH_DOUBLE_GUEST: AGENT_DOUBLE, CH_DOUBLE_VERSION: "52" },
+      env: { CH_DOUBLE_GUEST: AGENT_DOUBLE, CH_DOUBLE_VERSION: "52", ...env },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -175,6 +189,66 @@ Deno.test("operations: serve in the pod netns reaps the VMM of a killed predeces
       second.child.kill("SIGTERM");
       assertEquals(await second.done, 0);
       await assertNoLeaks(leaks);
+    } finally {
+      await Deno.remove(base, { recursive: true }).catch(() => {});
+    }
+  });
+});
+
+Deno.test("operations: readiness probes cross the actor network from serve's pod netns to the guest", async () => {
+  await withFixture(async (fx) => {
+    const podUid = fx.interior.slice("ateom:".length);
+    const base = await Deno.makeTempDir({ prefix: "ateom-lc-ready-" });
+    const paths = new AteomPaths(base);
+    const assets = join(base, "assets");
+    await Deno.mkdir(assets);
+    await Deno.writeTextFile(join(assets, "vmlinux"), "k");
+    await Deno.writeTextFile(join(assets, "kata.img"), "i");
+    const assetPaths = {
+      "kata-kernel": join(assets, "vmlinux"),
+      "kata-image": join(assets, "kata.img"),
+    };
+    const seen: Record<string, unknown>[] = [];
+    try {
+      // The double answers TCP on the tap, relaying to the kata double's readiness stand-in.
+      const serve = fx.spawned(serveIn(fx.pod, podUid, base, { CH_DOUBLE_NET_STACK: "1" }));
+      await until(serve, (r) => r.msg === "ateom-microvm serving", seen);
+      const client = ateomClient(paths.ateomSocket(podUid));
+      const web = (status: number): TestContainer[] => [{
+        name: "web",
+        args: ["server"],
+        env: ["READYZ_PORT=8080", `READYZ_STATUS=${status}`],
+        readyz: { path: "/readyz", port: 8080 },
+      }];
+      const ok = { namespace: "ns", template: "tmpl", id: "tcp-ready" };
+      await prepareBundles({ paths } as never, ok, web(200));
+      // A deadline, so a broken network path fails here instead of polling forever.
+      await client.runWorkload(runRequest(ok, web(200), assetPaths), { timeoutMs: 20_000 });
+      const running = await until(serve, (r) => r.msg === "actor running", seen);
+      assert("waiting for readiness" in (running.steps as object));
+      await client.checkpointWorkload(checkpointRequest(ok));
+
+      const sick = { namespace: "ns", template: "tmpl", id: "tcp-sick" };
+      await prepareBundles({ paths } as never, sick, web(503));
+      const f = await failureOf(
+        client.runWorkload(runRequest(sick, web(503), assetPaths), { timeoutMs: 4000 }),
+      );
+      assertEquals(f.code, "DEADLINE_EXCEEDED");
+      const failed = await until(serve, (r) => r.msg === "step failed", seen);
+      assertEquals(failed.step, "waiting for readiness");
+      // An HTTP status could only come from the guest, through veth, tc mirred and the tap.
+      assertStringIncludes(
+        String(failed.err),
+        "container web did not become ready: GET http://169.254.17.2:8080/readyz last answered HTTP 503",
+      );
+      await until(
+        serve,
+        (r) => r.msg === "activation failed; everything it created was removed",
+        seen,
+      );
+      serve.child.kill("SIGTERM");
+      assertEquals(await serve.done, 0);
+      await assertNoLeaks({ base, ateomDir: paths.ateomDir(podUid), fx });
     } finally {
       await Deno.remove(base, { recursive: true }).catch(() => {});
     }

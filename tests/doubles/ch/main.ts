@@ -13,6 +13,8 @@
  *   `no-api` (never listens).
  * - CH_DOUBLE_GUEST: module whose default export is a GuestFactory (tests/doubles/guest.ts);
  *   default: tests/doubles/ch/null_guest.ts.
+ * - CH_DOUBLE_NET_STACK=1: answer ARP and TCP on the tap fds, relaying TCP port P to the guest's
+ *   vsock port P (net_stack.ts), so probes can cross the real actor network.
  *
  * Requests are served one at a time; fds arrive with recvmsg (SCM_RIGHTS). A clean exit
  * (vmm.shutdown, SIGTERM, SIGINT) removes the api socket and the vsock socket; SIGKILL leaves them.
@@ -91,6 +93,7 @@ async function main(): Promise<void> {
     fail,
     fillRefusals: Number(Deno.env.get("CH_DOUBLE_FILL_REFUSALS") ?? "1"),
     guestFactory: await loadGuest(),
+    netStack: Deno.env.get("CH_DOUBLE_NET_STACK") === "1",
     log,
   });
   const apiSocket = args.apiSocket;

@@ -16,6 +16,7 @@
 import type { Guest, GuestContext, GuestFactory } from "../guest.ts";
 import { diskDigest, GuestMemory, PAGE, STATE_OFFSET } from "./memory.ts";
 import * as shapes from "./shapes.ts";
+import { NetStack } from "./net_stack.ts";
 
 export type VmState = "Created" | "Running" | "Shutdown" | "Paused";
 
@@ -33,6 +34,8 @@ export interface VmmOptions {
   fillRefusals: number;
   guestFactory: GuestFactory;
   log: (line: string) => void;
+  /** Run a {@link NetStack} on each fd-backed net device (CH_DOUBLE_NET_STACK=1). */
+  netStack?: boolean;
 }
 
 type Json = Record<string, unknown>;
@@ -86,6 +89,7 @@ export class Vmm {
   #vsockPath: string | undefined;
   #restore: RestoreInfo | undefined;
   #deviceIdCnt = 0;
+  #netStacks: NetStack[] = [];
   #hostPort = 1 << 30;
 
   constructor(readonly options: VmmOptions) {}
@@ -324,6 +328,7 @@ export class Vmm {
     this.#memory.writeBootHeader();
     this.#guest = this.options.guestFactory();
     await this.#guest.boot(this.#context());
+    this.#startNetStacks();
     this.#state = "Running";
     return ok();
   }
@@ -640,6 +645,7 @@ export class Vmm {
     if (this.#restore.fillPending && this.options.fillRefusals <= 0) this.#completeFill();
     this.#guest = this.options.guestFactory();
     await this.#guest.restore(this.#context(), guestState);
+    this.#startNetStacks();
     if (body.resume === true) {
       this.#state = "Running";
     } else {
@@ -659,7 +665,17 @@ export class Vmm {
     return ok();
   }
 
+  #startNetStacks(): void {
+    if (!this.options.netStack) return;
+    for (const [net, fds] of this.#netFds) {
+      if (fds.length === 0 || typeof net.mac !== "string") continue;
+      this.#netStacks.push(new NetStack(fds[0], net.mac, () => this.#vsockPath, this.options.log));
+    }
+  }
+
   async #stopGuest(): Promise<void> {
+    this.#netStacks.forEach((s) => s.close());
+    this.#netStacks = [];
     await this.#guest?.shutdown();
     this.#guest = undefined;
     if (this.#vsock) {
