@@ -7,7 +7,8 @@
  *
  * Errors: throw {@link RuntimeError} to answer with a specific gRPC code; anything else becomes
  * INTERNAL with the error's message. A runtime that throws must leave the worker able to take
- * the next RPC (the service keeps its state unchanged).
+ * the next RPC (the service keeps its state unchanged, except after an error marked
+ * `actorGone`, which returns the worker to available).
  *
  * @module
  */
@@ -36,9 +37,16 @@ export type RpcCode =
 
 /** An error answered with `code` and `message` (one line: what failed, why, what to do). */
 export class RuntimeError extends Error {
-  constructor(readonly code: RpcCode, message: string) {
+  /**
+   * The running actor is gone (e.g. its VM exited): the worker returns to available although the
+   * RPC failed, so a new Run or Restore is accepted.
+   */
+  readonly actorGone: boolean;
+
+  constructor(readonly code: RpcCode, message: string, options: { actorGone?: boolean } = {}) {
     super(message);
     this.name = "RuntimeError";
+    this.actorGone = options.actorGone ?? false;
   }
 }
 

@@ -14,6 +14,7 @@ import { startServer } from "./server.ts";
 import { ateomNetnsName, AteomPaths } from "../paths/paths.ts";
 import { MicroVmRuntime } from "../lifecycle/runtime.ts";
 import { parseMemoryModeFlag } from "../lifecycle/memory_mode.ts";
+import { parseReadyzTimeout } from "../lifecycle/readiness.ts";
 
 const SIGNALS: Deno.Signal[] = ["SIGTERM", "SIGINT"];
 
@@ -23,6 +24,7 @@ export const serveCommand: Command = {
   help: `Usage: ateom-microvm serve --pod-uid UID [--base-path DIR] [--log-level LEVEL]
                              [--cloud-hypervisor-binary PATH] [--kata-config PATH]
                              [--memory-restore-mode auto|ondemand|copy] [--kata-debug]
+                             [--readyz-timeout DURATION]
 
 Serves gRPC service ateom.Ateom (and server reflection) on
 <base>/ateoms/<UID>/ateom.sock until SIGTERM or SIGINT.
@@ -37,7 +39,11 @@ Options:
   --kata-config PATH  kata configuration.toml when a request names no "kata-config"
   --memory-restore-mode MODE
                       auto (by the VMM version), ondemand or copy (default auto)
-  --kata-debug        guest agent debug logging`,
+  --kata-debug        guest agent debug logging
+  --readyz-timeout DURATION
+                      how long Run and Restore wait for a container's readiness
+                      probe when the RPC's deadline is later or absent (90s, 5m,
+                      1500ms; default 5m)`,
   async run(args) {
     const { values, positionals, help } = parseFlags(args, {
       "pod-uid": { type: "string" },
@@ -47,6 +53,7 @@ Options:
       "kata-config": { type: "string" },
       "memory-restore-mode": { type: "string", default: "auto" },
       "kata-debug": { type: "boolean", default: false },
+      "readyz-timeout": { type: "string", default: "5m" },
     });
     if (help) {
       console.log(this.help);
@@ -68,6 +75,12 @@ Options:
     let memoryRestoreMode;
     try {
       memoryRestoreMode = parseMemoryModeFlag(values["memory-restore-mode"] ?? "auto");
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    let readyzTimeoutMs;
+    try {
+      readyzTimeoutMs = parseReadyzTimeout(values["readyz-timeout"] ?? "5m");
     } catch (e) {
       throw new UsageError((e as Error).message);
     }
@@ -93,6 +106,7 @@ Options:
       kataConfig: values["kata-config"],
       memoryRestoreMode,
       kataDebug: values["kata-debug"],
+      readyzTimeoutMs,
     });
     // Serving goes on without networking (e.g. not root): RPCs then fail naming the cause.
     await runtime.startup().catch((e) =>

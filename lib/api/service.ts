@@ -5,7 +5,7 @@
  *
  * Order of checks per RPC: request validation (INVALID_ARGUMENT), then its turn in the queue,
  * then the state (FAILED_PRECONDITION / NOT_FOUND), then the runtime. A failed RPC leaves the
- * state as it was.
+ * state as it was, unless the runtime says the actor is gone (its VM died): then available.
  *
  * @module
  */
@@ -20,7 +20,14 @@ import {
 import type { Logger } from "../log/logger.ts";
 import { actorDirName } from "../paths/paths.ts";
 import type { WorkloadRequest, WorkloadRuntime } from "./runtime.ts";
-import { admit, afterSuccess, INITIAL_STATE, type Rpc, type WorkerState } from "./state.ts";
+import {
+  admit,
+  afterFailure,
+  afterSuccess,
+  INITIAL_STATE,
+  type Rpc,
+  type WorkerState,
+} from "./state.ts";
 import { SerialQueue } from "./serial.ts";
 import { toConnectError } from "./errors.ts";
 import {
@@ -76,7 +83,13 @@ export function createAteomService(options: AteomServiceOptions): AteomService {
         log.info("RPC started", { state: state.phase });
         const [before, after] = EVENTS[rpc];
         req.actorLog.event(before);
-        const result = await step(req, ctx.signal);
+        let result: Res;
+        try {
+          result = await step(req, ctx.signal);
+        } catch (e) {
+          state = afterFailure(state, e);
+          throw e;
+        }
         state = afterSuccess(rpc, req.actor);
         req.actorLog.event(after);
         log.info("RPC finished", {

@@ -2,7 +2,8 @@
  * The worker's state machine, as upstream documents it for `ateom.Ateom`: `available` (Run or
  * Restore may start an actor) and `executing` (only Checkpoint of that actor is accepted, which
  * returns to `available`). Pure functions: {@link admit} says whether an RPC may start,
- * {@link afterSuccess} gives the next state. A failed RPC keeps the state it started in.
+ * {@link afterSuccess} gives the next state. A failed RPC keeps the state it started in, unless
+ * the runtime reports the actor gone ({@link afterFailure}).
  *
  * @module
  */
@@ -58,4 +59,12 @@ export function admit(state: WorkerState, rpc: Rpc, actor: ActorKey): RuntimeErr
 /** The state after `rpc` for `actor` succeeded. */
 export function afterSuccess(rpc: Rpc, actor: ActorKey): WorkerState {
   return rpc === "CheckpointWorkload" ? INITIAL_STATE : { phase: "executing", actor };
+}
+
+/**
+ * The state after an RPC failed with `err`: unchanged, or available when the runtime reports
+ * the running actor gone (a {@link RuntimeError} with `actorGone`, e.g. its VM exited).
+ */
+export function afterFailure(state: WorkerState, err: unknown): WorkerState {
+  return err instanceof RuntimeError && err.actorGone ? INITIAL_STATE : state;
 }

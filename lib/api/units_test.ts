@@ -1,7 +1,8 @@
 import { assertEquals, assertRejects } from "../../tests/assert.ts";
 import { SerialQueue } from "./serial.ts";
 import { encodeGrpcMessage, unknownMethodHeaders } from "./unknown_method.ts";
-import { admit, afterSuccess, INITIAL_STATE } from "./state.ts";
+import { admit, afterFailure, afterSuccess, INITIAL_STATE } from "./state.ts";
+import { RuntimeError } from "./runtime.ts";
 
 const A = { namespace: "n", template: "t", id: "a" };
 
@@ -45,4 +46,14 @@ Deno.test("unknown method: trailers-only headers with a percent-encoded message"
     "grpc-status": "12",
     "grpc-message": "unknown method /x.Y/Z: this worker serves ateom.Ateom",
   });
+});
+
+Deno.test("state: a failed RPC keeps the state unless the runtime reports the actor gone", () => {
+  const executing = afterSuccess("RunWorkload", A);
+  assertEquals(afterFailure(executing, new Error("x")), executing);
+  assertEquals(afterFailure(executing, new RuntimeError("INTERNAL", "x")), executing);
+  assertEquals(
+    afterFailure(executing, new RuntimeError("FAILED_PRECONDITION", "x", { actorGone: true })),
+    INITIAL_STATE,
+  );
 });

@@ -284,6 +284,7 @@ export async function killByIdentity(
   }
 }
 
-function describeStatus(s: Deno.CommandStatus): string {
+/** "exit code N" or "killed by SIGNAL". */
+export function describeStatus(s: Deno.CommandStatus): string {
   return s.signal ? `killed by ${s.signal}` : `exit code ${s.code}`;
 }

@@ -1,4 +1,10 @@
-import { assertEquals, assertRejects, assertThrows } from "../../tests/assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertThrows,
+} from "../../tests/assert.ts";
 import { RuntimeError } from "../api/runtime.ts";
 import { resolveAssets } from "./assets.ts";
 import {
@@ -9,8 +15,14 @@ import {
   vmDirOf,
 } from "./layout.ts";
 import { memoryPlan, parseMemoryModeFlag } from "./memory_mode.ts";
-import { parseStatusLine, type Prober, probeRequest, waitReady } from "./readiness.ts";
-import { dnsLines, guestImageRepoint } from "./runtime.ts";
+import {
+  parseReadyzTimeout,
+  parseStatusLine,
+  type Prober,
+  probeRequest,
+  waitReady,
+} from "./readiness.ts";
+import { dnsLines, fdBackedNetDevices, guestImageRepoint } from "./runtime.ts";
 
 Deno.test("memory plan: v52 merges, v53+ waits, copy needs nothing; flag parsing", () => {
   assertEquals(memoryPlan(52), { mode: "OnDemand", atCheckpoint: "merge" });
@@ -109,5 +121,58 @@ Deno.test("readiness: the error names the last real answer, not a probe cut by t
   assertEquals(
     err.message,
     "container web did not become ready: GET http://169.254.17.2:8080/readyz last answered HTTP 503 (3 attempts before the RPC deadline); check the container's logs",
+  );
+});
+
+Deno.test("readiness: without an RPC deadline the readiness limit ends the wait, naming it and the last answer", async () => {
+  const rpc = new AbortController();
+  let calls = 0;
+  const prober: Prober = () => {
+    calls++;
+    return Promise.resolve(calls === 1 ? { status: 500 } : { error: "connection refused" });
+  };
+  const err = await assertRejects(() =>
+    waitReady("web", { path: "/healthz", port: 8080 }, "/vm/kata.hvsock", prober, rpc.signal, {
+      limitMs: 250,
+    })
+  );
+  assertEquals((err as RuntimeError).code, "DEADLINE_EXCEEDED");
+  assertMatch(
+    err.message,
+    /^container web did not become ready within 250 ms \(the readiness limit, serve --readyz-timeout\): GET http:\/\/169\.254\.17\.2:8080\/healthz last answered connection refused \(\d+ attempts\); check the container's logs$/,
+  );
+  assert(calls >= 2, `only ${calls} probes`);
+});
+
+Deno.test("readiness: --readyz-timeout takes a positive duration with a unit", () => {
+  assertEquals(["90s", "5m", "1500ms", "1h", " 2s "].map(parseReadyzTimeout), [
+    90_000,
+    300_000,
+    1500,
+    3_600_000,
+    2000,
+  ]);
+  for (const bad of ["", "0s", "5", "-1s", "1.5s", "5 m", "10d"]) {
+    const err = assertThrows(() => parseReadyzTimeout(bad));
+    assertEquals(
+      err.message,
+      `--readyz-timeout ${
+        JSON.stringify(bad)
+      } is not a positive duration: use e.g. 90s, 5m or 1500ms`,
+    );
+  }
+});
+
+Deno.test("restore: one fd-backed net device gets taps; more answer UNIMPLEMENTED naming them", () => {
+  const net = (id: string, fdBacked: boolean) => ({ id, queuePairs: 1, mac: "x", fdBacked });
+  assertEquals(fdBackedNetDevices([]), []);
+  assertEquals(fdBackedNetDevices([net("_net2", true), net("_net4", false)]), [net("_net2", true)]);
+  const err = assertThrows(() =>
+    fdBackedNetDevices([net("_net2", true), net("_net3", false), net("_net4", true)])
+  );
+  assertEquals((err as RuntimeError).code, "UNIMPLEMENTED");
+  assertEquals(
+    err.message,
+    "the snapshot has 2 fd-backed net devices (_net2, _net4); the micro-VM runtime restores exactly one (the actor network): checkpoint a VM with a single network device",
   );
 });

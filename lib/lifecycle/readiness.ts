@@ -1,8 +1,9 @@
 /**
  * Readiness: a container with an HTTP probe is ready once `GET http://169.254.17.2:<port><path>`
  * answers 2xx (upstream counts exactly 200; every 2xx passes here, as the lifecycle issue asks).
- * Polled with a short per-request timeout until the RPC's signal fires; the error names the
- * container and what it last answered.
+ * Polled with a short per-request timeout until the RPC's signal fires or the readiness limit
+ * (`serve --readyz-timeout`, so an RPC without a deadline does not poll forever) passes; the
+ * error names the container, which limit ended it and what it last answered.
  *
  * The prober is injectable: the default one speaks HTTP/1.1 over TCP from the worker's network
  * namespace (the pod's), through the actor network's DNAT-free path to the guest address.
@@ -86,29 +87,69 @@ function describe(outcome: ProbeOutcome | undefined): string {
   return "status" in outcome ? `HTTP ${outcome.status}` : outcome.error;
 }
 
+/** Limits of {@link waitReady}. */
+export interface WaitReadyOptions {
+  /** Total polling time; absent: until the RPC's signal fires. */
+  limitMs?: number;
+  /** Per-request limit (default {@link PROBE_REQUEST_TIMEOUT_MS}). */
+  requestTimeoutMs?: number;
+}
+
 /**
- * Polls `probe` of `container` until it answers 2xx. Rejects when `signal` fires with a
- * DEADLINE_EXCEEDED {@link RuntimeError} naming the container, the URL and the last answer.
+ * Parses `serve --readyz-timeout`: a positive whole number with a unit `ms`, `s`, `m` or `h`
+ * (`90s`, `5m`, `1500ms`); returns milliseconds. Throws a one-line error otherwise.
+ */
+export function parseReadyzTimeout(text: string): number {
+  const m = /^(\d+)(ms|s|m|h)$/.exec(text.trim());
+  const scale = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+  const ms = m ? Number(m[1]) * scale[m[2] as keyof typeof scale] : 0;
+  if (!m || ms <= 0 || !Number.isSafeInteger(ms)) {
+    throw new Error(
+      `--readyz-timeout ${
+        JSON.stringify(text)
+      } is not a positive duration: use e.g. 90s, 5m or 1500ms`,
+    );
+  }
+  return ms;
+}
+
+/** `ms` for a message: whole seconds as "N s", else "N ms". */
+function durationText(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}
+
+/**
+ * Polls `probe` of `container` until it answers 2xx. Rejects when `rpcSignal` fires or
+ * `limitMs` passes with a DEADLINE_EXCEEDED {@link RuntimeError} naming the container, the
+ * limit that ended it, the URL and the last answer.
  */
 export async function waitReady(
   container: string,
   probe: ReadyzProbe,
   vsockSocket: string,
   prober: Prober,
-  signal: AbortSignal,
-  requestTimeoutMs = PROBE_REQUEST_TIMEOUT_MS,
+  rpcSignal: AbortSignal,
+  options: WaitReadyOptions = {},
 ): Promise<{ attempts: number }> {
   const target: ProbeTarget = { host: ACTOR_IP, port: probe.port, path: probe.path, vsockSocket };
   const url = `http://${ACTOR_IP}:${probe.port}${probe.path}`;
+  const requestTimeoutMs = options.requestTimeoutMs ?? PROBE_REQUEST_TIMEOUT_MS;
+  const signal = options.limitMs === undefined
+    ? rpcSignal
+    : AbortSignal.any([rpcSignal, AbortSignal.timeout(options.limitMs)]);
   let last: ProbeOutcome | undefined;
   for (let attempts = 1;; attempts++) {
     if (signal.aborted) {
+      const within = rpcSignal.aborted
+        ? ""
+        : ` within ${durationText(options.limitMs!)} (the readiness limit, serve --readyz-timeout)`;
+      const before = rpcSignal.aborted ? " before the RPC deadline" : "";
       // A RuntimeError keeps this message in the answer instead of the bare deadline status.
       throw new RuntimeError(
         "DEADLINE_EXCEEDED",
-        `container ${container} did not become ready: GET ${url} last answered ${describe(last)} (${
-          attempts - 1
-        } attempts before the RPC deadline); check the container's logs`,
+        `container ${container} did not become ready${within}: GET ${url} last answered ${
+          describe(last)
+        } (${attempts - 1} attempts${before}); check the container's logs`,
       );
     }
     const outcome = await prober(
@@ -116,7 +157,7 @@ export async function waitReady(
       AbortSignal.any([signal, AbortSignal.timeout(requestTimeoutMs)]),
     );
     if ("status" in outcome && outcome.status >= 200 && outcome.status <= 299) return { attempts };
-    // A probe cut short by the RPC's end says nothing about the container: keep the last answer.
+    // A probe cut short by the limit says nothing about the container: keep the last answer.
     if (!signal.aborted || !last) last = outcome;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, PROBE_INTERVAL_MS);

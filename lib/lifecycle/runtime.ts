@@ -29,8 +29,12 @@ import type {
 } from "../api/runtime.ts";
 import { RuntimeError } from "../api/runtime.ts";
 import { ChClient, isRestoreInProgress } from "../ch/client.ts";
-import { identityOf, killByIdentity, VmmProcess } from "../ch/vmm_process.ts";
-import { rewriteSnapshotConfig, snapshotNetDevices } from "../ch/snapshot_config.ts";
+import { describeStatus, identityOf, killByIdentity, VmmProcess } from "../ch/vmm_process.ts";
+import {
+  rewriteSnapshotConfig,
+  type SnapshotNetDevice,
+  snapshotNetDevices,
+} from "../ch/snapshot_config.ts";
 import type { AgentClient } from "../kata/agent_client.ts";
 import { readKataConfig, withAgentDebug, withDebugConsole } from "../kata/config.ts";
 import { connectAgent } from "../kata/connect.ts";
@@ -64,7 +68,7 @@ import { checkNetworkTools } from "../net/tools.ts";
 import { ateomNetnsPath } from "../paths/paths.ts";
 import { buildImage } from "../rootfs/build.ts";
 import { resetFromGolden, saveGolden } from "../rootfs/golden.ts";
-import { mergeDelta } from "../sparse/merge.ts";
+import { mergeDelta, type MergeHooks, trashPathOf, workPathOf } from "../sparse/merge.ts";
 import { type Assets, resolveAssets } from "./assets.ts";
 import {
   agentContainerId,
@@ -78,6 +82,7 @@ import { type MemoryModeFlag, memoryPlan } from "./memory_mode.ts";
 import { type Prober, tcpProber, waitReady } from "./readiness.ts";
 import {
   type ActivationState,
+  type CapturePhase,
   clearState,
   type ContainerState,
   isVmmAlive,
@@ -120,7 +125,22 @@ export interface MicroVmRuntimeOptions {
   agentDialTimeoutMs?: number;
   /** Limit for each VMM API call (default 30 s; snapshot and restore get 10 min). */
   vmmCallTimeoutMs?: number;
+  /**
+   * `serve --readyz-timeout`: how long readiness is polled per container when the RPC has no
+   * earlier deadline (default {@link DEFAULT_READYZ_TIMEOUT_MS}).
+   */
+  readyzTimeoutMs?: number;
+  /**
+   * Test seam: called once the checkpoint capture has persisted each phase (see
+   * {@link CapturePhase}); throwing fails the capture right there, as a crash would stop it.
+   */
+  onCapturePhase?: (phase: CapturePhase) => void | Promise<void>;
+  /** Test seam: hooks of the OnDemand merge (lib/sparse/merge.ts), e.g. to stop it midway. */
+  mergeHooks?: MergeHooks;
 }
+
+/** Readiness limit when neither the RPC nor `--readyz-timeout` sets one: 5 minutes. */
+export const DEFAULT_READYZ_TIMEOUT_MS = 5 * 60_000;
 
 /** Duration of each named step of one RPC, in ms. */
 export type StepTimes = Record<string, number>;
@@ -135,10 +155,16 @@ interface Activation {
   logs?: { stop: AbortController; done: Promise<unknown> };
   /** The checkpoint capture in flight or finished (joined by a retried Checkpoint). */
   capture?: Promise<string[]>;
-  /** The snapshot is in checkpoint-state/ (the VM stays paused); a retry skips to the merge. */
-  snapshotTaken?: boolean;
-  /** The OnDemand delta in checkpoint-state/ is merged (the base was consumed). */
-  merged?: boolean;
+  /** Set when this process stops the VMM itself: its exit is then expected. */
+  ending?: boolean;
+}
+
+/** What the boot of Run or Restore hands to {@link MicroVmRuntime}'s common frame. */
+interface Booted {
+  act: Activation;
+  vm: VmDir;
+  /** Attributes of the outcome log line. */
+  outcome: Record<string, unknown>;
 }
 
 const LONG_CALL_MS = 10 * 60_000;
@@ -151,7 +177,9 @@ export function dnsLines(resolvConf: string): string[] {
 /** The error a step failure becomes: the step named, the code kept for RuntimeErrors. */
 function stepError(step: string, e: unknown): Error {
   const message = e instanceof Error ? e.message : String(e);
-  if (e instanceof RuntimeError) return new RuntimeError(e.code, `${step}: ${message}`);
+  if (e instanceof RuntimeError) {
+    return new RuntimeError(e.code, `${step}: ${message}`, { actorGone: e.actorGone });
+  }
   return new Error(`${step}: ${message.split("\n")[0]}`, { cause: e });
 }
 
@@ -206,6 +234,8 @@ export class MicroVmRuntime implements WorkloadRuntime {
   readonly #log: Logger;
   readonly #runner: CommandRunner;
   readonly #prober: Prober;
+  /** Tells this instance's activations from those a restarted worker adopted. */
+  readonly #id = crypto.randomUUID();
   #active: Activation | undefined;
 
   constructor(options: MicroVmRuntimeOptions) {
@@ -276,11 +306,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
   // ---- RunWorkload ----
 
   async run(req: RunRequest, signal: AbortSignal): Promise<void> {
-    const log = this.#log.with({ rpc: "RunWorkload", actor: req.actor.id });
-    const steps = new Steps(log, signal);
-    const undo = new Unwind();
-    const started = performance.now();
-    try {
+    await this.#activate("RunWorkload", req, signal, async (steps, undo, log) => {
       const assets = await steps.run("resolving runtime assets", () => this.#assets(req, true));
       const guest = await steps.run("reading the kata config", () => this.#guestConfig(assets));
       const vm = await steps.run("preparing the VM run directory", () => this.#vmDir(undo));
@@ -333,24 +359,47 @@ export class MicroVmRuntime implements WorkloadRuntime {
           await agent.startContainer(c.agentId, { signal });
         });
       }
-      const act: Activation = { state, client: vmm.client, vmm, agent };
+      return {
+        act: { state, client: vmm.client, vmm, agent },
+        vm,
+        outcome: { vmm_pid: vmm.pid, ch_version: vmm.version.version },
+      };
+    });
+  }
+
+  /**
+   * The frame of Run and Restore: named steps, the unwind stack and the outcome log around
+   * `boot` (which brings the VM up to a connected agent), then log forwarding and readiness;
+   * after that the activation is live and its VMM supervised. Any failure unwinds everything.
+   */
+  async #activate(
+    rpc: "RunWorkload" | "RestoreWorkload",
+    req: RunRequest,
+    signal: AbortSignal,
+    boot: (steps: Steps, undo: Unwind, log: Logger) => Promise<Booted>,
+  ): Promise<void> {
+    const log = this.#log.with({ rpc, actor: req.actor.id });
+    const steps = new Steps(log, signal);
+    const undo = new Unwind();
+    const started = performance.now();
+    try {
+      const { act, vm, outcome } = await boot(steps, undo, log);
       this.#forwardLogs(act, req.actorLog, req.containers, log);
       undo.push("log forwarding", () => this.#stopLogs(act));
       await steps.run("waiting for readiness", () => this.#ready(req.containers, vm, signal));
       undo.commit();
       this.#active = act;
-      log.info("actor running", {
+      this.#supervise(act);
+      log.info(rpc === "RunWorkload" ? "actor running" : "actor restored", {
         duration_ms: Math.round(performance.now() - started),
         steps: steps.times,
-        vmm_pid: vmm.pid,
-        ch_version: vmm.version.version,
+        ...outcome,
       });
     } catch (e) {
       await this.#unwind(undo, log, e, steps.times);
       throw e;
     }
   }
-
   // ---- CheckpointWorkload ----
 
   async checkpoint(
@@ -409,7 +458,15 @@ export class MicroVmRuntime implements WorkloadRuntime {
       }
     };
     const client = act.client;
-    if (!act.snapshotTaken) {
+    // Persisted before the test seam runs, so a "crash" there leaves what a real one would.
+    const reached = async (captured: CapturePhase) => {
+      act.state = { ...act.state, capture: { phase: captured, dir } };
+      await saveState(this.#opts.worker.ateomDir, act.state);
+      await this.#opts.onCapturePhase?.(captured);
+    };
+    // A retry, or a restarted worker, goes on from the phase recorded for this directory.
+    const recorded = () => act.state.capture?.dir === dir ? act.state.capture.phase : undefined;
+    if (recorded() === undefined) {
       await phase("pausing the VM", () => client.pause());
       try {
         await phase("snapshotting the VM", () => this.#snapshot(act, dir, log));
@@ -421,13 +478,17 @@ export class MicroVmRuntime implements WorkloadRuntime {
         );
         throw e;
       }
-      act.snapshotTaken = true;
+      await reached("snapshotted");
     }
     // From here the VM stays paused and checkpoint-state/ is kept: a retried Checkpoint goes on
     // from this point (the merge recovers from an interruption; see lib/sparse/merge.ts).
-    if (act.state.atCheckpoint === "merge" && !act.merged) {
-      await phase("merging the OnDemand delta", () => this.#merge(act, dir, log));
-      act.merged = true;
+    if (act.state.atCheckpoint === "merge" && recorded() !== "merged") {
+      await phase("merging the OnDemand delta", async () => {
+        const resumed = recorded() === "merging";
+        if (!resumed) await reached("merging");
+        await this.#merge(act, dir, log, resumed);
+      });
+      await reached("merged");
     }
     await phase("verifying the memory image", () => verifyMemoryImage(dir));
     await phase(
@@ -468,10 +529,22 @@ export class MicroVmRuntime implements WorkloadRuntime {
     }
   }
 
-  async #merge(act: Activation, dir: string, log: Logger): Promise<void> {
+  /**
+   * Merges the OnDemand delta in `dir` onto the restore source. `resumed`: an earlier merge was
+   * recorded as started; when neither its base nor its work file remains, it completed (its last
+   * step renames the work file onto the delta) and only the phase was not recorded.
+   */
+  async #merge(act: Activation, dir: string, log: Logger, resumed: boolean): Promise<void> {
     const source = act.state.restoreSource;
     if (!source) throw new Error("no restore source recorded for this OnDemand activation");
-    const result = await mergeDelta(join(source, MEMORY_FILE), join(dir, MEMORY_FILE));
+    const base = join(source, MEMORY_FILE);
+    const delta = join(dir, MEMORY_FILE);
+    if (resumed && !(await exists(base)) && !(await exists(workPathOf(delta)))) {
+      await removeIfPresent(trashPathOf(base));
+      log.info("the interrupted OnDemand merge had completed", { delta });
+      return;
+    }
+    const result = await mergeDelta(base, delta, this.#opts.mergeHooks);
     log.info("merged the OnDemand delta onto the restore source", { ...result });
   }
 
@@ -484,12 +557,8 @@ export class MicroVmRuntime implements WorkloadRuntime {
         "RestoreWorkload with scope DATA is not supported by the micro-VM runtime: it restores whole VM snapshots; use scope FULL",
       );
     }
-    const log = this.#log.with({ rpc: "RestoreWorkload", actor: req.actor.id });
-    const steps = new Steps(log, signal);
-    const undo = new Unwind();
-    const started = performance.now();
     const source = req.paths.restoreStateDir;
-    try {
+    await this.#activate("RestoreWorkload", req, signal, async (steps, undo, log) => {
       const assets = await steps.run("resolving runtime assets", () => this.#assets(req, false));
       await steps.run("checking restore-state", () => checkRestoreState(source));
       const baseId = await steps.run(
@@ -516,16 +585,10 @@ export class MicroVmRuntime implements WorkloadRuntime {
           },
         });
       });
-      const devices = await steps.run("reading snapshot net devices", async () => {
-        const all = (await snapshotNetDevices(source)).filter((d) => d.fdBacked);
-        if (all.length > 1) {
-          throw new RuntimeError(
-            "UNIMPLEMENTED",
-            `the snapshot has ${all.length} fd-backed net devices; the actor network provides one`,
-          );
-        }
-        return all;
-      });
+      const devices = await steps.run(
+        "reading snapshot net devices",
+        async () => fdBackedNetDevices(await snapshotNetDevices(source)),
+      );
       const net = await steps.run(
         "setting up the actor network",
         () => this.#setupNet(undo, devices[0]?.queuePairs ?? 1),
@@ -569,25 +632,17 @@ export class MicroVmRuntime implements WorkloadRuntime {
         "setting the guest clock",
         () => agent.setGuestDateTime(new Date(), { signal }),
       );
-      const act: Activation = { state, client: vmm.client, vmm, agent };
-      this.#forwardLogs(act, req.actorLog, req.containers, log);
-      undo.push("log forwarding", () => this.#stopLogs(act));
-      await steps.run("waiting for readiness", () => this.#ready(req.containers, vm, signal));
-      undo.commit();
-      this.#active = act;
-      log.info("actor restored", {
-        duration_ms: Math.round(performance.now() - started),
-        steps: steps.times,
-        memory_restore_mode: plan.mode,
-        at_checkpoint: plan.atCheckpoint,
-        ch_version: vmm.version.version,
-      });
-    } catch (e) {
-      await this.#unwind(undo, log, e, steps.times);
-      throw e;
-    }
+      return {
+        act: { state, client: vmm.client, vmm, agent },
+        vm,
+        outcome: {
+          memory_restore_mode: plan.mode,
+          at_checkpoint: plan.atCheckpoint,
+          ch_version: vmm.version.version,
+        },
+      };
+    });
   }
-
   // ---- steps ----
 
   #assets(req: WorkloadRequest, needBoot: boolean): Assets {
@@ -721,6 +776,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
       chVersion: vmm.version.version,
       chMajor: vmm.version.major,
       containers,
+      owner: this.#id,
       ...extra,
     };
   }
@@ -816,9 +872,10 @@ export class MicroVmRuntime implements WorkloadRuntime {
   }
 
   async #ready(containers: ContainerSpec[], vm: VmDir, signal: AbortSignal): Promise<void> {
+    const limitMs = this.#opts.readyzTimeoutMs ?? DEFAULT_READYZ_TIMEOUT_MS;
     for (const c of containers) {
       if (!c.readyz) continue;
-      await waitReady(c.name, c.readyz, vm.vsockSocket, this.#prober, signal);
+      await waitReady(c.name, c.readyz, vm.vsockSocket, this.#prober, signal, { limitMs });
     }
   }
 
@@ -832,23 +889,89 @@ export class MicroVmRuntime implements WorkloadRuntime {
           `actor ${req.actor.id} is not running here (running: ${act.state.actor.id})`,
         );
       }
+      if (act.state.dead) {
+        this.#active = undefined;
+        throw await this.#releaseDead(act.state);
+      }
       return act;
     }
     const state = await loadState(req.paths.actorDir);
+    if (state?.dead) throw await this.#releaseDead(state);
     if (!state || !(await isVmmAlive(state.vmm))) {
       throw new RuntimeError(
         "NOT_FOUND",
         `no VM of actor ${req.actor.id} is running on this worker (no live VMM recorded in ${req.paths.actorDir})`,
       );
     }
-    log.warn("adopting a VM this process did not start", { vmm_pid: state.vmm.pid });
-    const adopted: Activation = { state, client: new ChClient(state.vmm.apiSocket) };
+    log.warn("adopting a VM this process did not start", {
+      vmm_pid: state.vmm.pid,
+      capture_phase: state.capture?.phase,
+    });
+    // Recorded as ours first: a previous owner still around then leaves the VM alone.
+    const adopted: Activation = {
+      state: { ...state, owner: this.#id },
+      client: new ChClient(state.vmm.apiSocket),
+    };
+    await saveState(this.#opts.worker.ateomDir, adopted.state);
     this.#active = adopted;
     return adopted;
   }
 
+  /**
+   * Watches the VMM of a live activation: an exit this process did not cause (a crash, an OOM
+   * kill) ends the activation at once rather than at the next RPC (see {@link #vmmExited}).
+   */
+  #supervise(act: Activation): void {
+    act.vmm?.exited.then(async (status) => {
+      if (!act.ending) await this.#vmmExited(act, status);
+    }).catch((e) =>
+      this.#log.error("handling the VMM's exit failed", { err: (e as Error).message })
+    );
+  }
+
+  /**
+   * The VMM of `act` exited on its own: logs an ERROR with its status and the guest serial tail,
+   * stops log forwarding and the agent connection, records the death in the persisted state and
+   * removes the actor network. The next Checkpoint answers why (see {@link #releaseDead}).
+   */
+  async #vmmExited(act: Activation, status: Deno.CommandStatus): Promise<void> {
+    const log = this.#log.with({ actor: act.state.actor.id });
+    const dead = { status: describeStatus(status), at: new Date().toISOString() };
+    const serial = await Deno.readTextFile(vmDirOf(this.#opts.worker.ateomDir).serialLog)
+      .catch(() => "");
+    log.error("the actor's VM exited unexpectedly", {
+      vmm_pid: act.state.vmm.pid,
+      status: dead.status,
+      serial: serial.slice(-3000),
+    });
+    await this.#stopLogs(act);
+    const persisted = await loadState(act.state.actorDir).catch(() => undefined);
+    if (persisted?.owner !== this.#id || persisted.vmm.pid !== act.state.vmm.pid) {
+      // Another runtime instance adopted the VM (and stopped it): the activation is its own.
+      log.warn("the activation was taken over by another worker instance; forgetting it");
+      if (this.#active === act) this.#active = undefined;
+      return;
+    }
+    await cleanupActorNetwork(this.#netEnv()).catch((e) =>
+      log.error("actor network cleanup failed", { err: e.message })
+    );
+    act.state = { ...act.state, dead };
+    await saveState(this.#opts.worker.ateomDir, act.state);
+  }
+
+  /** Removes what is left of a dead activation; returns the error its Checkpoint answers. */
+  async #releaseDead(state: ActivationState): Promise<RuntimeError> {
+    await this.#cleanupHost(state.vmDir, state.actorDir);
+    return new RuntimeError(
+      "FAILED_PRECONDITION",
+      `the VM of actor ${state.actor.id} exited (${state.dead?.status}) at ${state.dead?.at}; it cannot be checkpointed; run or restore it again`,
+      { actorGone: true },
+    );
+  }
+
   /** Stops everything an activation runs; failures are logged, never thrown. */
   async #teardown(act: Activation, log: Logger): Promise<void> {
+    act.ending = true;
     await this.#stopLogs(act);
     const quick = { timeoutMs: 5000 };
     await act.client.shutdown(quick).catch((e) =>
@@ -936,4 +1059,21 @@ export async function regularFiles(dir: string): Promise<string[]> {
   const names = [];
   for await (const e of Deno.readDir(dir)) if (e.isFile) names.push(e.name);
   return names.sort();
+}
+
+/**
+ * The snapshot's net devices that need tap fds on restore: at most one (the actor network gives
+ * the VM one device, as upstream does); more answer UNIMPLEMENTED naming them.
+ */
+export function fdBackedNetDevices(devices: SnapshotNetDevice[]): SnapshotNetDevice[] {
+  const fdBacked = devices.filter((d) => d.fdBacked);
+  if (fdBacked.length > 1) {
+    throw new RuntimeError(
+      "UNIMPLEMENTED",
+      `the snapshot has ${fdBacked.length} fd-backed net devices (${
+        fdBacked.map((d) => d.id).join(", ")
+      }); the micro-VM runtime restores exactly one (the actor network): checkpoint a VM with a single network device`,
+    );
+  }
+  return fdBacked;
 }

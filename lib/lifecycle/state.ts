@@ -26,6 +26,22 @@ export interface ContainerState {
   golden: string;
 }
 
+/**
+ * How far a checkpoint's capture got, persisted so a worker restarted mid-checkpoint goes on from
+ * there instead of re-snapshotting over a half-merged `checkpoint-state/`: `snapshotted` (the
+ * snapshot is complete in it; the VM stays paused), `merging` (the OnDemand merge has started:
+ * the restore source's memory image may already be in checkpoint-state/), `merged`.
+ */
+export type CapturePhase = "snapshotted" | "merging" | "merged";
+
+/** The VMM exited while the actor ran: when and how (answers the next Checkpoint). */
+export interface VmmDeath {
+  /** "exit code N" or "killed by SIGNAL". */
+  status: string;
+  /** ISO 8601 time the exit was noticed. */
+  at: string;
+}
+
 /** What is persisted per running actor. */
 export interface ActivationState {
   version: number;
@@ -46,6 +62,12 @@ export interface ActivationState {
   chVersion: string;
   chMajor: number;
   containers: ContainerState[];
+  /** The runtime instance driving the activation (a worker that adopts the VM records itself). */
+  owner?: string;
+  /** Set once the checkpoint capture has taken the snapshot (see {@link CapturePhase}). */
+  capture?: { phase: CapturePhase; dir: string };
+  /** Set when the VMM exited on its own: the activation is dead and cannot be checkpointed. */
+  dead?: VmmDeath;
 }
 
 /**
