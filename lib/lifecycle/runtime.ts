@@ -957,6 +957,9 @@ export class MicroVmRuntime implements WorkloadRuntime {
     );
     act.state = { ...act.state, dead };
     await saveState(this.#opts.worker.ateomDir, act.state);
+    log.warn("recorded the activation as dead; the next Checkpoint releases the worker", {
+      ...dead,
+    });
   }
 
   /** Removes what is left of a dead activation; returns the error its Checkpoint answers. */

@@ -13,17 +13,16 @@ import { withFixture } from "../net/fixture.ts";
 import {
   assetsOf,
   checkpointRequest,
+  COUNTER,
   prepareBundles,
   restoreRequest,
   runRequest,
   shipCheckpoint,
   startWorker,
-  type TestContainer,
   type Worker,
 } from "../lifecycle/harness.ts";
 
 const ROUNDS = 5;
-const COUNTER: TestContainer[] = [{ name: "app", args: ["counter"] }];
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -7,7 +7,6 @@
  * @module
  */
 import { join } from "node:path";
-import { debugConsoleDump } from "../../lib/kata/debug_console.ts";
 import { withFixture } from "../net/fixture.ts";
 import { assert, assertEquals, assertStringIncludes } from "../assert.ts";
 import {
@@ -15,22 +14,15 @@ import {
   assetsOf,
   checkpointRequest,
   containerLines,
+  COUNTER,
   prepareBundles,
   restoreRequest,
   runRequest,
   shipCheckpoint,
   startWorker,
-  type TestContainer,
+  tick,
   waitForLine,
-  type Worker,
 } from "./harness.ts";
-
-const COUNTER: TestContainer[] = [{ name: "app", args: ["counter"] }];
-
-async function tick(w: Worker, n: number): Promise<void> {
-  const out = await debugConsoleDump(join(w.ateomDir, "vm/kata.hvsock"), `tick ${n}`);
-  assert(!out.includes("unreachable"), out);
-}
 
 async function chain(chVersion: number, expectAtCheckpoint: "merge" | "wait") {
   await withFixture(async (fx1) => {

@@ -1,60 +1,52 @@
 /**
- * Failure injection: the VMM dies during boot, the agent never answers (absent or hanging), the
- * snapshot fails, the restore source is corrupted or incomplete, the RPC is cancelled while the
- * rootfs disk is being built. Each answers a clear error, leaves nothing behind (process, socket,
+ * Failure injection: the VMM dies during boot or while the actor runs, the agent never answers
+ * (absent or hanging), the snapshot fails, the restore source is corrupted or incomplete, the RPC
+ * is cancelled while the rootfs disk is being built. Each answers a clear error, leaves nothing behind (process, socket,
  * link, nft table, temp or state file), and the next Run on the same worker succeeds.
  *
  * @module
  */
 import { join } from "node:path";
-import { debugConsoleDump } from "../../lib/kata/debug_console.ts";
+import type { RuntimeError } from "../../lib/api/runtime.ts";
+import { MicroVmRuntime } from "../../lib/lifecycle/runtime.ts";
+import { linksIn, netnsPath } from "../../lib/net/actor.ts";
 import { buildStats } from "../../lib/rootfs/build.ts";
 import { withFixture } from "../net/fixture.ts";
-import { assert, assertEquals, assertMatch, assertStringIncludes } from "../assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertStringIncludes,
+} from "../assert.ts";
 import { failureOf } from "./grpc.ts";
 import {
   assertNoLeaks,
   assetsOf,
   checkpointRequest,
+  COUNTER,
+  nextActor,
   prepareBundles,
+  restoredCounter,
   restoreRequest,
+  runCounter,
   runRequest,
+  runSucceeds,
+  runtimeCheckpointRequest,
   shipCheckpoint,
   startWorker,
   type TestContainer,
+  tick,
   UNWOUND,
   waitForLine,
-  type Worker,
+  withWorker,
 } from "./harness.ts";
 
-const COUNTER: TestContainer[] = [{ name: "app", args: ["counter"] }];
-let actors = 0;
-const nextActor = () => ({ namespace: "ns", template: "tmpl", id: `fail-${++actors}` });
-
-/** Run then Checkpoint a fresh actor: the worker is usable and clean afterwards. */
-async function runSucceeds(w: Worker): Promise<void> {
-  const actor = nextActor();
-  await prepareBundles(w, actor, COUNTER);
-  await w.client.runWorkload(runRequest(actor, COUNTER, await assetsOf(w)));
-  await waitForLine(w, "app", "count 1");
-  await w.client.checkpointWorkload(checkpointRequest(actor));
-  await assertNoLeaks(w);
-}
-
-async function withWorker(fn: (w: Worker) => Promise<void>, chVersion = 54): Promise<void> {
-  await withFixture(async (fx) => {
-    const w = await startWorker(fx, { chVersion, agentDialTimeoutMs: 1500 });
-    try {
-      await fn(w);
-    } finally {
-      await w.stop();
-    }
-  });
-}
+const FAST_DIAL = { chVersion: 54, agentDialTimeoutMs: 1500 };
 
 Deno.test("failure: the VMM dies during boot", async () => {
-  await withWorker(async (w) => {
-    const actor = nextActor();
+  await withWorker(FAST_DIAL, async (w) => {
+    const actor = nextActor("fail");
     await prepareBundles(w, actor, COUNTER);
     w.fail.push("boot-exit");
     const f = await failureOf(w.client.runWorkload(runRequest(actor, COUNTER, await assetsOf(w))));
@@ -72,8 +64,8 @@ Deno.test("failure: the VMM dies during boot", async () => {
 });
 
 Deno.test("failure: the kata agent never listens, or accepts and never answers", async () => {
-  await withWorker(async (w) => {
-    const actor = nextActor();
+  await withWorker(FAST_DIAL, async (w) => {
+    const actor = nextActor("fail");
     await prepareBundles(w, actor, COUNTER);
     const absent = await failureOf(
       w.client.runWorkload(runRequest(actor, COUNTER, await assetsOf(w, "double.agent=absent"))),
@@ -105,11 +97,9 @@ Deno.test("failure: the kata agent never listens, or accepts and never answers",
 Deno.test("failure: the snapshot fails; the actor keeps running and the worker stays usable", async () => {
   await withFixture(async (fx) => {
     const w = await startWorker(fx, { chVersion: 54, fail: ["snapshot"] });
-    const actor = nextActor();
+    const actor = nextActor("fail");
     try {
-      await prepareBundles(w, actor, COUNTER);
-      await w.client.runWorkload(runRequest(actor, COUNTER, await assetsOf(w)));
-      await waitForLine(w, "app", "count 1");
+      await runCounter(w, actor);
       const f = await failureOf(w.client.checkpointWorkload(checkpointRequest(actor)));
       assertEquals(f.code, "INTERNAL");
       assertStringIncludes(
@@ -121,8 +111,7 @@ Deno.test("failure: the snapshot fails; the actor keeps running and the worker s
       const cp = w.paths.checkpointStateDir(actor);
       assertEquals(await Deno.lstat(cp).then(() => "present", () => "gone"), "gone");
       assertEquals(w.server.state().phase, "executing");
-      const out = await debugConsoleDump(join(w.ateomDir, "vm/kata.hvsock"), "tick 1");
-      assert(!out.includes("unreachable"), out);
+      await tick(w, 1);
       await waitForLine(w, "app", "count 2");
     } finally {
       // Shutting the worker down tears the actor down.
@@ -141,14 +130,12 @@ Deno.test("failure: the snapshot fails; the actor keeps running and the worker s
 });
 
 Deno.test("failure: a corrupted or incomplete restore source", async () => {
-  await withWorker(async (w) => {
-    const a1 = nextActor();
-    await prepareBundles(w, a1, COUNTER);
-    await w.client.runWorkload(runRequest(a1, COUNTER, await assetsOf(w)));
-    await waitForLine(w, "app", "count 1");
+  await withWorker(FAST_DIAL, async (w) => {
+    const a1 = nextActor("fail");
+    await runCounter(w, a1);
     await w.client.checkpointWorkload(checkpointRequest(a1));
 
-    const a2 = nextActor();
+    const a2 = nextActor("fail");
     await prepareBundles(w, a2, COUNTER);
     await shipCheckpoint(w, a1, w, a2);
     const memory = join(w.paths.restoreStateDir(a2), "memory-ranges");
@@ -180,8 +167,8 @@ Deno.test("failure: a corrupted or incomplete restore source", async () => {
 });
 
 Deno.test("failure: the RPC is cancelled while the rootfs disk is built; the retry converges on one build", async () => {
-  await withWorker(async (w) => {
-    const actor = nextActor();
+  await withWorker(FAST_DIAL, async (w) => {
+    const actor = nextActor("fail");
     const big: TestContainer[] = [{ name: "app", args: ["counter"], bigFileMiB: 96 }];
     await prepareBundles(w, actor, big);
     const mkfsBefore = buildStats.mkfsRuns;
@@ -206,36 +193,78 @@ Deno.test("failure: the RPC is cancelled while the rootfs disk is built; the ret
 });
 
 Deno.test("failure: a Checkpoint cancelled while CH v54 still fills memory goes on detached; the retry joins it", async () => {
-  await withFixture(async (fx) => {
-    const w = await startWorker(fx, { chVersion: 54, fillRefusals: 12 });
-    try {
-      const a1 = nextActor();
-      await prepareBundles(w, a1, COUNTER);
-      await w.client.runWorkload(runRequest(a1, COUNTER, await assetsOf(w)));
-      await w.client.checkpointWorkload(checkpointRequest(a1));
-      const a2 = nextActor();
-      await prepareBundles(w, a2, COUNTER);
-      await shipCheckpoint(w, a1, w, a2);
-      await w.client.restoreWorkload(restoreRequest(a2, COUNTER, await assetsOf(w)));
-      await waitForLine(w, "app", "count 2");
+  await withWorker({ chVersion: 54, fillRefusals: 12 }, async (w) => {
+    const a2 = await restoredCounter(w, "fail");
+    await waitForLine(w, "app", "count 2");
 
-      const failed = w.logged("RPC failed");
-      const f = await failureOf(
-        w.client.checkpointWorkload(checkpointRequest(a2), { timeoutMs: 300 }),
-      );
-      assertEquals(f.code, "DEADLINE_EXCEEDED");
-      await failed;
-      // The retry joins the capture the cancelled call started and gets its complete snapshot.
-      const { snapshotFiles } = await w.client.checkpointWorkload(checkpointRequest(a2));
-      assert(w.logs.some((l) => l.msg === "joining the checkpoint capture already under way"));
-      const captures = w.logs.filter((l) => l.msg === "snapshot captured" && l.actor === a2.id);
-      assertEquals(captures.length, 1);
-      assertEquals(snapshotFiles, ["base-id", "config.json", "memory-ranges", "state.json"]);
-      const accepted = w.logs.findLast((l) => l.msg === "snapshot accepted after the memory fill");
-      assert(accepted !== undefined, "no snapshot after the fill");
-      await assertNoLeaks(w);
-    } finally {
-      await w.stop();
-    }
+    const failed = w.logged("RPC failed");
+    const f = await failureOf(
+      w.client.checkpointWorkload(checkpointRequest(a2), { timeoutMs: 300 }),
+    );
+    assertEquals(f.code, "DEADLINE_EXCEEDED");
+    await failed;
+    // The retry joins the capture the cancelled call started and gets its complete snapshot.
+    const { snapshotFiles } = await w.client.checkpointWorkload(checkpointRequest(a2));
+    assert(w.logs.some((l) => l.msg === "joining the checkpoint capture already under way"));
+    const captures = w.logs.filter((l) => l.msg === "snapshot captured" && l.actor === a2.id);
+    assertEquals(captures.length, 1);
+    assertEquals(snapshotFiles, ["base-id", "config.json", "memory-ranges", "state.json"]);
+    const accepted = w.logs.findLast((l) => l.msg === "snapshot accepted after the memory fill");
+    assert(accepted !== undefined, "no snapshot after the fill");
+    await assertNoLeaks(w);
+  });
+});
+
+Deno.test("failure: the VMM dies while the actor runs; the next Checkpoint says so and frees the worker", async () => {
+  await withWorker(FAST_DIAL, async (w) => {
+    const actor = nextActor("fail");
+    await runCounter(w, actor);
+    const stateFile = join(w.paths.actorDir(actor), "microvm-state.json");
+    const before = JSON.parse(await Deno.readTextFile(stateFile));
+    assertEquals(before.dead, undefined);
+    const died = w.logged("the actor's VM exited unexpectedly");
+    const recorded = w.logged(
+      "recorded the activation as dead; the next Checkpoint releases the worker",
+    );
+    Deno.kill(before.vmm.pid, "SIGKILL");
+
+    const error = await died;
+    assertEquals(error.level, "ERROR");
+    assertEquals(error.actor, actor.id);
+    assertEquals(error.vmm_pid, before.vmm.pid);
+    assertEquals(error.status, "killed by SIGKILL");
+    assertStringIncludes(String(error.serial), "kata-agent double: booted");
+    await recorded;
+    // Noticed at once: the actor network is gone, log forwarding stopped, the death persisted.
+    assertEquals(await linksIn(netnsPath(w.fx.interior)), ["lo"]);
+    const tables = await w.fx.sh("ip", "netns", "exec", w.fx.pod, "nft", "list", "tables");
+    assert(!tables.includes("ateom_actor"), tables);
+    const dead = JSON.parse(await Deno.readTextFile(stateFile)).dead;
+    assertEquals(dead.status, "killed by SIGKILL");
+    assertMatch(dead.at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assertEquals(w.runtime.activeState?.dead, dead);
+    const why =
+      `the VM of actor ${actor.id} exited (killed by SIGKILL) at ${dead.at}; it cannot be checkpointed; run or restore it again`;
+
+    // Until a Checkpoint, the worker still counts the actor as executing.
+    const run = await failureOf(
+      w.client.runWorkload(runRequest(nextActor("fail"), COUNTER, await assetsOf(w))),
+    );
+    assertEquals(run.code, "FAILED_PRECONDITION");
+    assertStringIncludes(run.message, "checkpoint it with CheckpointWorkload");
+
+    // A restarted worker reads the death from the persisted state.
+    const restarted = new MicroVmRuntime(w.runtimeOptions);
+    const adopted = await assertRejects(() =>
+      restarted.checkpoint(runtimeCheckpointRequest(w, actor), new AbortController().signal)
+    );
+    assertEquals((adopted as RuntimeError).code, "FAILED_PRECONDITION");
+    assertEquals(adopted.message, `finding the running VM: ${why}`);
+
+    const f = await failureOf(w.client.checkpointWorkload(checkpointRequest(actor)));
+    assertEquals(f, { code: "FAILED_PRECONDITION", message: `finding the running VM: ${why}` });
+    assertEquals(w.server.state(), { phase: "available" });
+    await assertNoLeaks(w);
+    await runSucceeds(w);
   });
 });

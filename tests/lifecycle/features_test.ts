@@ -6,7 +6,6 @@
  * @module
  */
 import { join } from "node:path";
-import { withFixture } from "../net/fixture.ts";
 import { assert, assertEquals, assertStringIncludes } from "../assert.ts";
 import { failureOf } from "./grpc.ts";
 import {
@@ -15,26 +14,15 @@ import {
   checkpointRequest,
   containerLines,
   prepareBundles,
+  restoredCounter,
   restoreRequest,
   runRequest,
   shipCheckpoint,
-  startWorker,
   type TestContainer,
   UNWOUND,
   waitForLine,
-  type Worker,
+  withWorker,
 } from "./harness.ts";
-
-async function withWorker(fn: (w: Worker) => Promise<void>): Promise<void> {
-  await withFixture(async (fx) => {
-    const w = await startWorker(fx, { chVersion: 54 });
-    try {
-      await fn(w);
-    } finally {
-      await w.stop();
-    }
-  });
-}
 
 const LABELS = {
   "ate.dev/actor_id": "multi-1",
@@ -43,7 +31,7 @@ const LABELS = {
 };
 
 Deno.test("lifecycle: a multi-container actor, its log lines on stdout, and a golden reset on restore", async () => {
-  await withWorker(async (w) => {
+  await withWorker({ chVersion: 54 }, async (w) => {
     const actor = { namespace: "ns", template: "tmpl", id: "multi-1" };
     const containers: TestContainer[] = [
       { name: "app", args: ["counter"] },
@@ -102,7 +90,7 @@ Deno.test("lifecycle: a multi-container actor, its log lines on stdout, and a go
 });
 
 Deno.test("lifecycle: readiness passes on 2xx and times out naming the container and its answer", async () => {
-  await withWorker(async (w) => {
+  await withWorker({ chVersion: 54 }, async (w) => {
     const ready = { namespace: "ns", template: "tmpl", id: "ready-1" };
     const web: TestContainer[] = [{
       name: "web",
@@ -165,7 +153,7 @@ Deno.test("lifecycle: readiness passes on 2xx and times out naming the container
 });
 
 Deno.test("lifecycle: scope DATA is UNIMPLEMENTED; missing kernel or image is INVALID_ARGUMENT naming the key", async () => {
-  await withWorker(async (w) => {
+  await withWorker({ chVersion: 54 }, async (w) => {
     const actor = { namespace: "ns", template: "tmpl", id: "scope-1" };
     const app: TestContainer[] = [{ name: "app", args: ["counter"] }];
     await prepareBundles(w, actor, app);
@@ -185,28 +173,15 @@ Deno.test("lifecycle: scope DATA is UNIMPLEMENTED; missing kernel or image is IN
 });
 
 Deno.test("lifecycle: --memory-restore-mode copy restores with Copy and needs no merge on CH v52", async () => {
-  await withFixture(async (fx) => {
-    const w = await startWorker(fx, { chVersion: 52, memoryRestoreMode: "copy" });
-    try {
-      const a1 = { namespace: "ns", template: "tmpl", id: "copy-1" };
-      const a2 = { namespace: "ns", template: "tmpl", id: "copy-2" };
-      const app: TestContainer[] = [{ name: "app", args: ["counter"] }];
-      await prepareBundles(w, a1, app);
-      await w.client.runWorkload(runRequest(a1, app, await assetsOf(w)));
-      await w.client.checkpointWorkload(checkpointRequest(a1));
-      await prepareBundles(w, a2, app);
-      await shipCheckpoint(w, a1, w, a2);
-      await w.client.restoreWorkload(restoreRequest(a2, app, await assetsOf(w)));
-      assertEquals(w.runtime.activeState?.memoryMode, "Copy");
-      assertEquals(w.runtime.activeState?.atCheckpoint, "none");
-      await waitForLine(w, "app", "count 2");
-      await w.client.checkpointWorkload(checkpointRequest(a2));
-      assert(!w.logs.some((l) => l.msg === "merged the OnDemand delta onto the restore source"));
-      // Copy restores do not consume the restore source.
-      await Deno.stat(join(w.paths.restoreStateDir(a2), "memory-ranges"));
-      await assertNoLeaks(w);
-    } finally {
-      await w.stop();
-    }
+  await withWorker({ chVersion: 52, memoryRestoreMode: "copy" }, async (w) => {
+    const restored = await restoredCounter(w, "copy");
+    assertEquals(w.runtime.activeState?.memoryMode, "Copy");
+    assertEquals(w.runtime.activeState?.atCheckpoint, "none");
+    await waitForLine(w, "app", "count 2");
+    await w.client.checkpointWorkload(checkpointRequest(restored));
+    assert(!w.logs.some((l) => l.msg === "merged the OnDemand delta onto the restore source"));
+    // Copy restores do not consume the restore source.
+    await Deno.stat(join(w.paths.restoreStateDir(restored), "memory-ranges"));
+    await assertNoLeaks(w);
   });
 });

@@ -13,6 +13,9 @@
  */
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
+import type { CheckpointRequest } from "../../lib/api/runtime.ts";
+import { debugConsoleDump } from "../../lib/kata/debug_console.ts";
+import { actorLogWriter } from "../../lib/log/actorlog.ts";
 import { type RunningServer, startServer } from "../../lib/api/server.ts";
 import { dialHybridVsock } from "../../lib/kata/hvsock.ts";
 import { type Prober, probeRequest, readStatus } from "../../lib/lifecycle/readiness.ts";
@@ -30,7 +33,7 @@ import {
   RunWorkloadRequestSchema,
   SnapshotScope,
 } from "../../proto/gen/ateom/ateom_pb.ts";
-import type { Fixture } from "../net/fixture.ts";
+import { type Fixture, withFixture } from "../net/fixture.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { type AteomClient, ateomClient } from "./grpc.ts";
 
@@ -85,6 +88,11 @@ export interface WorkerOptions {
   agentDialTimeoutMs?: number;
   /** CH_DOUBLE_FILL_REFUSALS: snapshots refused after a v53+ OnDemand restore. */
   fillRefusals?: number;
+  /** Runtime options passed through (limits and test seams). */
+  runtime?: Pick<
+    MicroVmRuntimeOptions,
+    "readyzTimeoutMs" | "onCapturePhase" | "mergeHooks"
+  >;
 }
 
 /** A worker serving one fake pod. */
@@ -107,8 +115,11 @@ export interface Worker {
   /** The raw stdout text both go to. */
   stdout: string[];
   fail: string[];
-  /** Resolves when a worker log line with `msg` appears (from now on). */
-  logged(msg: string): Promise<Record<string, unknown>>;
+  /**
+   * Resolves when a worker log line with `msg` appears (from now on); rejects when none does
+   * within `timeoutMs` (default 20 s), so a missing line fails the test instead of hanging it.
+   */
+  logged(msg: string, timeoutMs?: number): Promise<Record<string, unknown>>;
   stop(): Promise<void>;
 }
 
@@ -134,7 +145,11 @@ export async function startWorker(fx: Fixture, options: WorkerOptions): Promise<
   const stdout: string[] = [];
   const logs: Record<string, unknown>[] = [];
   const actorLogs: Record<string, unknown>[] = [];
-  const waiters: { msg: string; resolve: (r: Record<string, unknown>) => void }[] = [];
+  const waiters: {
+    msg: string;
+    resolve: (r: Record<string, unknown>) => void;
+    timer: ReturnType<typeof setTimeout>;
+  }[] = [];
   const sink = (text: string) => {
     for (const line of text.split("\n").filter((l) => l)) {
       stdout.push(line);
@@ -143,6 +158,7 @@ export async function startWorker(fx: Fixture, options: WorkerOptions): Promise<
         logs.push(rec);
         for (const w of waiters.filter((w) => w.msg === rec.msg)) {
           waiters.splice(waiters.indexOf(w), 1);
+          clearTimeout(w.timer);
           w.resolve(rec);
         }
       } else actorLogs.push(rec);
@@ -172,6 +188,7 @@ export async function startWorker(fx: Fixture, options: WorkerOptions): Promise<
       CH_DOUBLE_FAIL: fail.join(","),
       CH_DOUBLE_FILL_REFUSALS: String(options.fillRefusals ?? 1),
     }),
+    ...options.runtime,
   };
   const runtime = new MicroVmRuntime(runtimeOptions);
   await runtime.startup();
@@ -198,12 +215,107 @@ export async function startWorker(fx: Fixture, options: WorkerOptions): Promise<
     actorLogs,
     stdout,
     fail,
-    logged: (msg) => new Promise((resolve) => waiters.push({ msg, resolve })),
+    logged: (msg, timeoutMs = 20_000) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          reject(new Error(`no worker log line ${JSON.stringify(msg)} within ${timeoutMs} ms`));
+        }, timeoutMs);
+        const waiter = { msg, resolve, timer };
+        waiters.push(waiter);
+      }),
     async stop() {
+      for (const w of waiters.splice(0)) clearTimeout(w.timer);
       await server.close();
       await runtime.close();
       await Deno.remove(base, { recursive: true }).catch(() => {});
     },
+  };
+}
+
+/** Runs `fn` with a worker on a fresh fake pod; the worker stops even when `fn` fails. */
+export async function withWorker(
+  options: WorkerOptions,
+  fn: (w: Worker) => Promise<void>,
+): Promise<void> {
+  await withFixture(async (fx) => {
+    const w = await startWorker(fx, options);
+    try {
+      await fn(w);
+    } finally {
+      await w.stop();
+    }
+  });
+}
+
+/** The counter workload: logs `count N` at start and on each `tick` (debug console). */
+export const COUNTER: TestContainer[] = [{ name: "app", args: ["counter"] }];
+
+let actors = 0;
+
+/** A fresh actor key (unique in this test process). */
+export function nextActor(prefix = "act"): ActorKey {
+  return { namespace: "ns", template: "tmpl", id: `${prefix}-${++actors}` };
+}
+
+/** Advances the counter of the VM `w` runs by `n` (through the guest's debug console). */
+export async function tick(w: Worker, n: number): Promise<void> {
+  const out = await debugConsoleDump(join(w.ateomDir, "vm/kata.hvsock"), `tick ${n}`);
+  assert(!out.includes("unreachable"), out);
+}
+
+/** Runs the counter as `actor` on `w` and waits for its first count. */
+export async function runCounter(w: Worker, actor: ActorKey): Promise<void> {
+  await prepareBundles(w, actor, COUNTER);
+  await w.client.runWorkload(runRequest(actor, COUNTER, await assetsOf(w)));
+  await waitForLine(w, "app", "count 1");
+}
+
+/** Run then Checkpoint a fresh actor: the worker is usable and clean afterwards. */
+export async function runSucceeds(w: Worker): Promise<void> {
+  const actor = nextActor("ok");
+  await runCounter(w, actor);
+  await w.client.checkpointWorkload(checkpointRequest(actor));
+  await assertNoLeaks(w);
+}
+
+/**
+ * Runs the counter as a fresh actor, checkpoints it and restores it on the same worker as
+ * another actor (OnDemand on every CH version): returns that restored actor, running.
+ */
+export async function restoredCounter(w: Worker, prefix = "rst"): Promise<ActorKey> {
+  const first = nextActor(prefix);
+  await runCounter(w, first);
+  await w.client.checkpointWorkload(checkpointRequest(first));
+  const second = nextActor(prefix);
+  await prepareBundles(w, second, COUNTER);
+  await shipCheckpoint(w, first, w, second);
+  await w.client.restoreWorkload(restoreRequest(second, COUNTER, await assetsOf(w)));
+  return second;
+}
+
+/** A CheckpointWorkload request as the service hands it to a runtime (for direct calls). */
+export function runtimeCheckpointRequest(w: Worker, actor: ActorKey): CheckpointRequest {
+  const paths = w.paths;
+  return {
+    actor,
+    worker: w.runtimeOptions.worker,
+    paths: {
+      actorDir: paths.actorDir(actor),
+      bundlesDir: paths.bundlesDir(actor),
+      checkpointStateDir: paths.checkpointStateDir(actor),
+      restoreStateDir: paths.restoreStateDir(actor),
+      identityDir: paths.identityDir(actor),
+    },
+    containers: [],
+    runtimeAssetPaths: {},
+    actorLog: actorLogWriter(() => {}, {
+      actorId: actor.id,
+      actorTemplateName: actor.template,
+      actorTemplateNamespace: actor.namespace,
+    }),
+    scope: "full",
+    snapshotUriPrefix: "",
   };
 }
 

@@ -7,7 +7,6 @@
  * @module
  */
 import { join } from "node:path";
-import { actorLogWriter } from "../../lib/log/actorlog.ts";
 import { MicroVmRuntime } from "../../lib/lifecycle/runtime.ts";
 import { isVmmAlive } from "../../lib/lifecycle/state.ts";
 import { ateomNetnsName, AteomPaths } from "../../lib/paths/paths.ts";
@@ -17,28 +16,26 @@ import { ateomClient, failureOf } from "./grpc.ts";
 import {
   AGENT_DOUBLE,
   assertNoLeaks,
-  assetsOf,
   CH_DOUBLE,
   checkpointRequest,
+  COUNTER,
   prepareBundles,
   processesMentioning,
+  runCounter,
   runRequest,
+  runtimeCheckpointRequest,
   startWorker,
   type TestContainer,
-  waitForLine,
 } from "./harness.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-const COUNTER: TestContainer[] = [{ name: "app", args: ["counter"] }];
 
 Deno.test("operations: a restarted worker checkpoints the VM it did not start", async () => {
   await withFixture(async (fx) => {
     const w = await startWorker(fx, { chVersion: 54 });
     try {
       const actor = { namespace: "ns", template: "tmpl", id: "adopt-1" };
-      await prepareBundles(w, actor, COUNTER);
-      await w.client.runWorkload(runRequest(actor, COUNTER, await assetsOf(w)));
-      await waitForLine(w, "app", "count 1");
+      await runCounter(w, actor);
       const vmm = w.runtime.activeState!.vmm;
 
       // A new runtime knows nothing in memory: it finds the VM through the actor dir. Its
@@ -51,27 +48,10 @@ Deno.test("operations: a restarted worker checkpoints the VM it did not start", 
           l.msg === "the worker that started the recorded VM is still running; not reaping it"
         ),
       );
-      const paths = w.paths;
-      const { snapshotFiles } = await restarted.checkpoint({
-        actor,
-        worker: w.runtimeOptions.worker,
-        paths: {
-          actorDir: paths.actorDir(actor),
-          bundlesDir: paths.bundlesDir(actor),
-          checkpointStateDir: paths.checkpointStateDir(actor),
-          restoreStateDir: paths.restoreStateDir(actor),
-          identityDir: paths.identityDir(actor),
-        },
-        containers: [],
-        runtimeAssetPaths: {},
-        actorLog: actorLogWriter(() => {}, {
-          actorId: actor.id,
-          actorTemplateName: actor.template,
-          actorTemplateNamespace: actor.namespace,
-        }),
-        scope: "full",
-        snapshotUriPrefix: "",
-      }, new AbortController().signal);
+      const { snapshotFiles } = await restarted.checkpoint(
+        runtimeCheckpointRequest(w, actor),
+        new AbortController().signal,
+      );
       assertEquals(snapshotFiles, ["base-id", "config.json", "memory-ranges", "state.json"]);
       assert(w.logs.some((l) => l.msg === "adopting a VM this process did not start"));
       assertEquals(processesMentioning(join(w.ateomDir, "vm")), []);
