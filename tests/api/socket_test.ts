@@ -194,6 +194,10 @@ Deno.test("serve: usage errors exit 2 with one line", async () => {
       [[], "missing --pod-uid"],
       [["--pod-uid", "../x"], '--pod-uid "../x" is invalid: it contains "/"'],
       [["--pod-uid", "p", "--log-level", "loud"], 'invalid log level "loud"'],
+      [
+        ["--pod-uid", "p", "--readyz-timeout", "10"],
+        '--readyz-timeout "10" is not a positive duration: use e.g. 90s, 5m or 1500ms',
+      ],
     ] as const
   ) {
     const out = await new Deno.Command(`${ROOT}bin/ateom-microvm`, { args: ["serve", ...args] })

@@ -1,12 +1,12 @@
 /**
  * Multi-container actors (one disk and one agent container each, one sandbox), the golden rootfs
- * reset on a restore, readiness success and timeout, and the actor-log format on the worker's
- * stdout.
+ * reset on a restore, readiness success, timeout at the RPC deadline and at the readiness limit,
+ * and the actor-log format on the worker's stdout.
  *
  * @module
  */
 import { join } from "node:path";
-import { assert, assertEquals, assertStringIncludes } from "../assert.ts";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "../assert.ts";
 import { failureOf } from "./grpc.ts";
 import {
   assertNoLeaks,
@@ -182,6 +182,28 @@ Deno.test("lifecycle: --memory-restore-mode copy restores with Copy and needs no
     assert(!w.logs.some((l) => l.msg === "merged the OnDemand delta onto the restore source"));
     // Copy restores do not consume the restore source.
     await Deno.stat(join(w.paths.restoreStateDir(restored), "memory-ranges"));
+    await assertNoLeaks(w);
+  });
+});
+
+Deno.test("lifecycle: without an RPC deadline, readiness gives up at the readiness limit naming the container and its answer", async () => {
+  await withWorker({ chVersion: 54, runtime: { readyzTimeoutMs: 1500 } }, async (w) => {
+    const sick = { namespace: "ns", template: "tmpl", id: "limit-1" };
+    const failing: TestContainer[] = [{
+      name: "web",
+      args: ["server"],
+      env: ["READYZ_PORT=8080", "READYZ_STATUS=503"],
+      readyz: { path: "/readyz", port: 8080 },
+    }];
+    await prepareBundles(w, sick, failing);
+    // No client deadline: only the limit ends the wait, and the answer comes after the unwind.
+    const f = await failureOf(w.client.runWorkload(runRequest(sick, failing, await assetsOf(w))));
+    assertEquals(f.code, "DEADLINE_EXCEEDED");
+    assertMatch(
+      f.message,
+      /^waiting for readiness: container web did not become ready within 1500 ms \(the readiness limit, serve --readyz-timeout\): GET http:\/\/169\.254\.17\.2:8080\/readyz last answered HTTP 503 \(\d+ attempts\); check the container's logs$/,
+    );
+    assertEquals(w.server.state(), { phase: "available" });
     await assertNoLeaks(w);
   });
 });

@@ -68,6 +68,7 @@ function serveIn(
   podUid: string,
   base: string,
   env: Record<string, string> = {},
+  flags: string[] = [],
 ): Proc {
   return new Proc(
     new Deno.Command("ip", {
@@ -85,6 +86,7 @@ function serveIn(
         CH_DOUBLE,
         "--log-level",
         "debug",
+        ...flags,
       ],
       env: { CH_DOUBLE_GUEST: AGENT_DOUBLE, CH_DOUBLE_VERSION: "52", ...env },
       stdin: "null",
@@ -191,7 +193,9 @@ Deno.test("operations: readiness probes cross the actor network from serve's pod
     const seen: Record<string, unknown>[] = [];
     try {
       // The double answers TCP on the tap, relaying to the kata double's readiness stand-in.
-      const serve = fx.spawned(serveIn(fx.pod, podUid, base, { CH_DOUBLE_NET_STACK: "1" }));
+      const serve = fx.spawned(
+        serveIn(fx.pod, podUid, base, { CH_DOUBLE_NET_STACK: "1" }, ["--readyz-timeout", "2s"]),
+      );
       await until(serve, (r) => r.msg === "ateom-microvm serving", seen);
       const client = ateomClient(paths.ateomSocket(podUid));
       const web = (status: number): TestContainer[] => [{
@@ -210,17 +214,16 @@ Deno.test("operations: readiness probes cross the actor network from serve's pod
 
       const sick = { namespace: "ns", template: "tmpl", id: "tcp-sick" };
       await prepareBundles({ paths } as never, sick, web(503));
-      const f = await failureOf(
-        client.runWorkload(runRequest(sick, web(503), assetPaths), { timeoutMs: 4000 }),
-      );
+      // No client deadline: serve's --readyz-timeout ends the wait.
+      const f = await failureOf(client.runWorkload(runRequest(sick, web(503), assetPaths)));
       assertEquals(f.code, "DEADLINE_EXCEEDED");
-      const failed = await until(serve, (r) => r.msg === "step failed", seen);
-      assertEquals(failed.step, "waiting for readiness");
       // An HTTP status could only come from the guest, through veth, tc mirred and the tap.
       assertStringIncludes(
-        String(failed.err),
-        "container web did not become ready: GET http://169.254.17.2:8080/readyz last answered HTTP 503",
+        f.message,
+        "waiting for readiness: container web did not become ready within 2 s (the readiness limit, serve --readyz-timeout): GET http://169.254.17.2:8080/readyz last answered HTTP 503",
       );
+      const failed = await until(serve, (r) => r.msg === "step failed", seen);
+      assertEquals(failed.step, "waiting for readiness");
       await until(
         serve,
         (r) => r.msg === "activation failed; everything it created was removed",
