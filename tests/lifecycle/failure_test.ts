@@ -1,7 +1,8 @@
 /**
  * Failure injection: the VMM dies during boot or while the actor runs, the agent never answers
- * (absent or hanging), the snapshot fails, the restore source is corrupted or incomplete, the RPC
- * is cancelled while the rootfs disk is being built. Each answers a clear error, leaves nothing behind (process, socket,
+ * (absent or hanging), the snapshot fails, the restore source is corrupted, incomplete or has
+ * more net devices than the actor network gives, the RPC is cancelled while the rootfs disk is
+ * being built. Each answers a clear error, leaves nothing behind (process, socket,
  * link, nft table, temp or state file), and the next Run on the same worker succeeds.
  *
  * @module
@@ -129,7 +130,7 @@ Deno.test("failure: the snapshot fails; the actor keeps running and the worker s
   });
 });
 
-Deno.test("failure: a corrupted or incomplete restore source", async () => {
+Deno.test("failure: a corrupted or incomplete restore source, or one with two net devices", async () => {
   await withWorker(FAST_DIAL, async (w) => {
     const a1 = nextActor("fail");
     await runCounter(w, a1);
@@ -138,6 +139,25 @@ Deno.test("failure: a corrupted or incomplete restore source", async () => {
     const a2 = nextActor("fail");
     await prepareBundles(w, a2, COUNTER);
     await shipCheckpoint(w, a1, w, a2);
+    // A second fd-backed net device: the actor network gives one.
+    const configFile = join(w.paths.restoreStateDir(a2), "config.json");
+    const configText = await Deno.readTextFile(configFile);
+    const config = JSON.parse(configText);
+    const nic = config.net[0];
+    assert(Array.isArray(nic.fds), "the snapshot's net device is not fd-backed");
+    config.net.push({ ...nic, id: "_net9", mac: "02:00:00:00:00:09" });
+    await Deno.writeTextFile(configFile, JSON.stringify(config));
+    const twoNics = await failureOf(
+      w.client.restoreWorkload(restoreRequest(a2, COUNTER, await assetsOf(w))),
+    );
+    assertEquals(twoNics, {
+      code: "UNIMPLEMENTED",
+      message:
+        `reading snapshot net devices: the snapshot has 2 fd-backed net devices (${nic.id}, _net9); the micro-VM runtime restores exactly one (the actor network): checkpoint a VM with a single network device`,
+    });
+    await assertNoLeaks(w);
+    await Deno.writeTextFile(configFile, configText);
+
     const memory = join(w.paths.restoreStateDir(a2), "memory-ranges");
     await Deno.truncate(memory, 1 << 20);
     const truncated = await failureOf(
