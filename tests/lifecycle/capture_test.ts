@@ -17,15 +17,10 @@ import { assert, assertEquals, assertStringIncludes } from "../assert.ts";
 import { failureOf } from "./grpc.ts";
 import {
   assertNoLeaks,
-  assetsOf,
   checkpointRequest,
-  COUNTER,
-  nextActor,
-  prepareBundles,
+  restoreAndCount,
   restoredCounter,
-  restoreRequest,
   runtimeCheckpointRequest,
-  shipCheckpoint,
   startWorker,
   tick,
   waitForLine,
@@ -115,13 +110,7 @@ Deno.test("capture: stopped after the snapshot, midway through the merge and rig
     await assertNoLeaks(w);
 
     // The converged snapshot restores (the double refuses an unmerged delta) and counts on.
-    const next = nextActor("cap");
-    await prepareBundles(w, next, COUNTER);
-    await shipCheckpoint(w, actor, w, next);
-    await w.client.restoreWorkload(restoreRequest(next, COUNTER, await assetsOf(w)));
-    await waitForLine(w, "app", "count 6");
-    await w.client.checkpointWorkload(checkpointRequest(next));
-    await assertNoLeaks(w);
+    await restoreAndCount(w, actor, w, "count 6");
   });
 });
 
@@ -175,13 +164,7 @@ Deno.test("capture: a worker restarted midway through the merge goes on from the
       // The snapshot restores on another worker and the counter continues.
       const w2 = await startWorker(fx2, { chVersion: 52 });
       try {
-        const next = nextActor("crash");
-        await prepareBundles(w2, next, COUNTER);
-        await shipCheckpoint(w, actor, w2, next);
-        await w2.client.restoreWorkload(restoreRequest(next, COUNTER, await assetsOf(w2)));
-        await waitForLine(w2, "app", "count 5");
-        await w2.client.checkpointWorkload(checkpointRequest(next));
-        await assertNoLeaks(w2);
+        await restoreAndCount(w, actor, w2, "count 5");
       } finally {
         await w2.stop();
       }

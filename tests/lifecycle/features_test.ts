@@ -21,8 +21,11 @@ import {
   type TestContainer,
   UNWOUND,
   waitForLine,
+  webServer,
   withWorker,
+  type Worker,
 } from "./harness.ts";
+import type { ActorKey } from "../../lib/paths/paths.ts";
 
 const LABELS = {
   "ate.dev/actor_id": "multi-1",
@@ -89,15 +92,29 @@ Deno.test("lifecycle: a multi-container actor, its log lines on stdout, and a go
   });
 });
 
+/**
+ * Runs `containers` as `actor` under a 3 s deadline, expecting readiness to fail; returns the
+ * error the step logged (the worker answers at the deadline, before its unwind) once unwound.
+ */
+async function notReady(w: Worker, actor: ActorKey, containers: TestContainer[]) {
+  await prepareBundles(w, actor, containers);
+  const failedStep = w.logged("step failed");
+  const unwound = w.logged(UNWOUND);
+  const f = await failureOf(
+    w.client.runWorkload(runRequest(actor, containers, await assetsOf(w)), { timeoutMs: 3000 }),
+  );
+  assertEquals(f.code, "DEADLINE_EXCEEDED");
+  const failed = await failedStep;
+  assertEquals(failed.step, "waiting for readiness");
+  await unwound;
+  await assertNoLeaks(w);
+  return String(failed.err);
+}
+
 Deno.test("lifecycle: readiness passes on 2xx and times out naming the container and its answer", async () => {
   await withWorker({ chVersion: 54 }, async (w) => {
     const ready = { namespace: "ns", template: "tmpl", id: "ready-1" };
-    const web: TestContainer[] = [{
-      name: "web",
-      args: ["server"],
-      env: ["READYZ_PORT=8080"],
-      readyz: { path: "/healthz", port: 8080 },
-    }];
+    const web = webServer({ path: "/healthz" });
     await prepareBundles(w, ready, web);
     await w.client.runWorkload(runRequest(ready, web, await assetsOf(w)));
     const started = w.logs.find((l) => l.msg === "actor running")!;
@@ -105,49 +122,15 @@ Deno.test("lifecycle: readiness passes on 2xx and times out naming the container
     await w.client.checkpointWorkload(checkpointRequest(ready));
 
     const sick = { namespace: "ns", template: "tmpl", id: "sick-1" };
-    const failing: TestContainer[] = [{
-      name: "web",
-      args: ["server"],
-      env: ["READYZ_PORT=8080", "READYZ_STATUS=503"],
-      readyz: { path: "/readyz", port: 8080 },
-    }];
-    await prepareBundles(w, sick, failing);
-    // The worker answers at the deadline (the service does not wait for the unwind); the step's
-    // own error, logged as it fails, names the cause.
-    const done = w.logged("step failed");
-    const unwound = w.logged(UNWOUND);
-    const f = await failureOf(
-      w.client.runWorkload(runRequest(sick, failing, await assetsOf(w)), { timeoutMs: 3000 }),
-    );
-    assertEquals(f.code, "DEADLINE_EXCEEDED");
-    const failed = await done;
-    assertEquals(failed.step, "waiting for readiness");
     assertStringIncludes(
-      String(failed.err),
+      await notReady(w, sick, webServer({ status: 503 })),
       "container web did not become ready: GET http://169.254.17.2:8080/readyz last answered HTTP 503",
     );
-    await unwound;
-    await assertNoLeaks(w);
-
     // A port nothing serves: the error says so.
-    const none: TestContainer[] = [{
-      name: "web",
-      args: ["server"],
-      readyz: { path: "/readyz", port: 9090 },
-    }];
-    await prepareBundles(w, sick, none);
-    const done2 = w.logged("step failed");
-    const unwound2 = w.logged(UNWOUND);
-    const g = await failureOf(
-      w.client.runWorkload(runRequest(sick, none, await assetsOf(w)), { timeoutMs: 3000 }),
-    );
-    assertEquals(g.code, "DEADLINE_EXCEEDED");
     assertStringIncludes(
-      String((await done2).err),
+      await notReady(w, sick, webServer({ probePort: 9090 })),
       "GET http://169.254.17.2:9090/readyz last answered connection refused",
     );
-    await unwound2;
-    await assertNoLeaks(w);
     assertEquals(containerLines(w, "web"), []);
   });
 });
@@ -189,12 +172,7 @@ Deno.test("lifecycle: --memory-restore-mode copy restores with Copy and needs no
 Deno.test("lifecycle: without an RPC deadline, readiness gives up at the readiness limit naming the container and its answer", async () => {
   await withWorker({ chVersion: 54, runtime: { readyzTimeoutMs: 1500 } }, async (w) => {
     const sick = { namespace: "ns", template: "tmpl", id: "limit-1" };
-    const failing: TestContainer[] = [{
-      name: "web",
-      args: ["server"],
-      env: ["READYZ_PORT=8080", "READYZ_STATUS=503"],
-      readyz: { path: "/readyz", port: 8080 },
-    }];
+    const failing = webServer({ status: 503 });
     await prepareBundles(w, sick, failing);
     // No client deadline: only the limit ends the wait, and the answer comes after the unwind.
     const f = await failureOf(w.client.runWorkload(runRequest(sick, failing, await assetsOf(w))));

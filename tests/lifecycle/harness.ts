@@ -271,6 +271,40 @@ export async function runCounter(w: Worker, actor: ActorKey): Promise<void> {
   await waitForLine(w, "app", "count 1");
 }
 
+/**
+ * Container `web` running the kata double's HTTP stand-in (`server`, port 8080, answering
+ * `status`, default 200), probed at `path` on `probePort` (default 8080).
+ */
+export function webServer(
+  options: { status?: number; path?: string; probePort?: number } = {},
+): TestContainer[] {
+  return [{
+    name: "web",
+    args: ["server"],
+    env: ["READYZ_PORT=8080", ...(options.status ? [`READYZ_STATUS=${options.status}`] : [])],
+    readyz: { path: options.path ?? "/readyz", port: options.probePort ?? 8080 },
+  }];
+}
+
+/**
+ * Ships `fromActor`'s checkpoint on `from` to a fresh actor on `to`, restores the counter there,
+ * waits for `line` (the count it must continue with), checkpoints it and checks for leaks.
+ */
+export async function restoreAndCount(
+  from: Worker,
+  fromActor: ActorKey,
+  to: Worker,
+  line: string,
+): Promise<void> {
+  const next = nextActor("next");
+  await prepareBundles(to, next, COUNTER);
+  await shipCheckpoint(from, fromActor, to, next);
+  await to.client.restoreWorkload(restoreRequest(next, COUNTER, await assetsOf(to)));
+  await waitForLine(to, "app", line);
+  await to.client.checkpointWorkload(checkpointRequest(next));
+  await assertNoLeaks(to);
+}
+
 /** Run then Checkpoint a fresh actor: the worker is usable and clean afterwards. */
 export async function runSucceeds(w: Worker): Promise<void> {
   const actor = nextActor("ok");

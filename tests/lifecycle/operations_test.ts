@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { MicroVmRuntime } from "../../lib/lifecycle/runtime.ts";
 import { isVmmAlive } from "../../lib/lifecycle/state.ts";
 import { ateomNetnsName, AteomPaths } from "../../lib/paths/paths.ts";
-import { Proc, withFixture } from "../net/fixture.ts";
+import { type Fixture, Proc, withFixture } from "../net/fixture.ts";
 import { assert, assertEquals, assertStringIncludes } from "../assert.ts";
 import { ateomClient, failureOf } from "./grpc.ts";
 import {
@@ -25,7 +25,7 @@ import {
   runRequest,
   runtimeCheckpointRequest,
   startWorker,
-  type TestContainer,
+  webServer,
 } from "./harness.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -111,21 +111,26 @@ async function until(
   }
 }
 
+/** A base path for `serve` in the pod of `fx`, with stand-in kernel and image assets. */
+async function serveBase(fx: Fixture, prefix: string) {
+  const podUid = fx.interior.slice("ateom:".length);
+  const base = await Deno.makeTempDir({ prefix });
+  const paths = new AteomPaths(base);
+  const assets = join(base, "assets");
+  await Deno.mkdir(assets);
+  await Deno.writeTextFile(join(assets, "vmlinux"), "k");
+  await Deno.writeTextFile(join(assets, "kata.img"), "i");
+  const assetPaths = {
+    "kata-kernel": join(assets, "vmlinux"),
+    "kata-image": join(assets, "kata.img"),
+  };
+  return { podUid, base, paths, assetPaths, leaks: { base, ateomDir: paths.ateomDir(podUid), fx } };
+}
+
 Deno.test("operations: serve in the pod netns reaps the VMM of a killed predecessor", async () => {
   await withFixture(async (fx) => {
-    const podUid = fx.interior.slice("ateom:".length);
+    const { podUid, base, paths, assetPaths, leaks } = await serveBase(fx, "ateom-lc-serve-");
     assertEquals(ateomNetnsName(podUid), fx.interior);
-    const base = await Deno.makeTempDir({ prefix: "ateom-lc-serve-" });
-    const paths = new AteomPaths(base);
-    const leaks = { base, ateomDir: paths.ateomDir(podUid), fx };
-    const assets = join(base, "assets");
-    await Deno.mkdir(assets);
-    await Deno.writeTextFile(join(assets, "vmlinux"), "k");
-    await Deno.writeTextFile(join(assets, "kata.img"), "i");
-    const assetPaths = {
-      "kata-kernel": join(assets, "vmlinux"),
-      "kata-image": join(assets, "kata.img"),
-    };
     const actor = { namespace: "ns", template: "tmpl", id: "reap-1" };
     const seen: Record<string, unknown>[] = [];
     try {
@@ -179,17 +184,7 @@ Deno.test("operations: serve in the pod netns reaps the VMM of a killed predeces
 
 Deno.test("operations: readiness probes cross the actor network from serve's pod netns to the guest", async () => {
   await withFixture(async (fx) => {
-    const podUid = fx.interior.slice("ateom:".length);
-    const base = await Deno.makeTempDir({ prefix: "ateom-lc-ready-" });
-    const paths = new AteomPaths(base);
-    const assets = join(base, "assets");
-    await Deno.mkdir(assets);
-    await Deno.writeTextFile(join(assets, "vmlinux"), "k");
-    await Deno.writeTextFile(join(assets, "kata.img"), "i");
-    const assetPaths = {
-      "kata-kernel": join(assets, "vmlinux"),
-      "kata-image": join(assets, "kata.img"),
-    };
+    const { podUid, base, paths, assetPaths, leaks } = await serveBase(fx, "ateom-lc-ready-");
     const seen: Record<string, unknown>[] = [];
     try {
       // The double answers TCP on the tap, relaying to the kata double's readiness stand-in.
@@ -198,12 +193,7 @@ Deno.test("operations: readiness probes cross the actor network from serve's pod
       );
       await until(serve, (r) => r.msg === "ateom-microvm serving", seen);
       const client = ateomClient(paths.ateomSocket(podUid));
-      const web = (status: number): TestContainer[] => [{
-        name: "web",
-        args: ["server"],
-        env: ["READYZ_PORT=8080", `READYZ_STATUS=${status}`],
-        readyz: { path: "/readyz", port: 8080 },
-      }];
+      const web = (status: number) => webServer({ status });
       const ok = { namespace: "ns", template: "tmpl", id: "tcp-ready" };
       await prepareBundles({ paths } as never, ok, web(200));
       // A deadline, so a broken network path fails here instead of polling forever.
@@ -231,7 +221,7 @@ Deno.test("operations: readiness probes cross the actor network from serve's pod
       );
       serve.child.kill("SIGTERM");
       assertEquals(await serve.done, 0);
-      await assertNoLeaks({ base, ateomDir: paths.ateomDir(podUid), fx });
+      await assertNoLeaks(leaks);
     } finally {
       await Deno.remove(base, { recursive: true }).catch(() => {});
     }
