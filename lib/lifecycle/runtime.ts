@@ -400,6 +400,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
       throw e;
     }
   }
+
   // ---- CheckpointWorkload ----
 
   async checkpoint(
@@ -643,6 +644,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
       };
     });
   }
+
   // ---- steps ----
 
   #assets(req: WorkloadRequest, needBoot: boolean): Assets {
