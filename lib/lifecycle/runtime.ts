@@ -157,6 +157,8 @@ interface Activation {
   capture?: Promise<string[]>;
   /** Set when this process stops the VMM itself: its exit is then expected. */
   ending?: boolean;
+  /** The supervisor's handling of the VMM's exit (teardown waits for it before cleaning up). */
+  exitHandled?: Promise<void>;
 }
 
 /** What the boot of Run or Restore hands to {@link MicroVmRuntime}'s common frame. */
@@ -891,6 +893,8 @@ export class MicroVmRuntime implements WorkloadRuntime {
           `actor ${req.actor.id} is not running here (running: ${act.state.actor.id})`,
         );
       }
+      // A VMM that just exited: let the supervisor record it first.
+      if (act.vmm?.exitStatus !== undefined) await act.exitHandled;
       if (act.state.dead) {
         this.#active = undefined;
         throw await this.#releaseDead(act.state);
@@ -924,7 +928,7 @@ export class MicroVmRuntime implements WorkloadRuntime {
    * kill) ends the activation at once rather than at the next RPC (see {@link #vmmExited}).
    */
   #supervise(act: Activation): void {
-    act.vmm?.exited.then(async (status) => {
+    act.exitHandled = act.vmm?.exited.then(async (status) => {
       if (!act.ending) await this.#vmmExited(act, status);
     }).catch((e) =>
       this.#log.error("handling the VMM's exit failed", { err: (e as Error).message })
@@ -987,6 +991,8 @@ export class MicroVmRuntime implements WorkloadRuntime {
     );
     if (act.vmm) {
       await act.vmm.kill();
+      // An exit noticed before this teardown is still being recorded: clean up after it.
+      await act.exitHandled;
     } else {
       await killByIdentity(act.state.vmm).catch((e) =>
         log.error("killing the adopted VMM failed", { err: e.message })
