@@ -93,6 +93,8 @@ export interface WaitReadyOptions {
   limitMs?: number;
   /** Per-request limit (default {@link PROBE_REQUEST_TIMEOUT_MS}). */
   requestTimeoutMs?: number;
+  /** Fires, with a one-line reason, when the VM can no longer become ready (its VMM exited). */
+  vmGone?: AbortSignal;
 }
 
 /**
@@ -121,7 +123,7 @@ function durationText(ms: number): string {
 /**
  * Polls `probe` of `container` until it answers 2xx. Rejects when `rpcSignal` fires or
  * `limitMs` passes with a DEADLINE_EXCEEDED {@link RuntimeError} naming the container, the
- * limit that ended it, the URL and the last answer.
+ * limit that ended it, the URL and the last answer; when `vmGone` fires, at once with its reason.
  */
 export async function waitReady(
   container: string,
@@ -134,11 +136,20 @@ export async function waitReady(
   const target: ProbeTarget = { host: ACTOR_IP, port: probe.port, path: probe.path, vsockSocket };
   const url = `http://${ACTOR_IP}:${probe.port}${probe.path}`;
   const requestTimeoutMs = options.requestTimeoutMs ?? PROBE_REQUEST_TIMEOUT_MS;
-  const signal = options.limitMs === undefined
-    ? rpcSignal
-    : AbortSignal.any([rpcSignal, AbortSignal.timeout(options.limitMs)]);
+  const signal = AbortSignal.any([
+    rpcSignal,
+    ...(options.limitMs === undefined ? [] : [AbortSignal.timeout(options.limitMs)]),
+    ...(options.vmGone ? [options.vmGone] : []),
+  ]);
   let last: ProbeOutcome | undefined;
   for (let attempts = 1;; attempts++) {
+    if (options.vmGone?.aborted && !rpcSignal.aborted) {
+      throw new Error(
+        `container ${container} did not become ready: ${options.vmGone.reason} (GET ${url} last answered ${
+          describe(last)
+        })`,
+      );
+    }
     if (signal.aborted) {
       const within = rpcSignal.aborted
         ? ""

@@ -388,7 +388,10 @@ export class MicroVmRuntime implements WorkloadRuntime {
       const { act, vm, outcome } = await boot(steps, undo, log);
       this.#forwardLogs(act, req.actorLog, req.containers, log);
       undo.push("log forwarding", () => this.#stopLogs(act));
-      await steps.run("waiting for readiness", () => this.#ready(req.containers, vm, signal));
+      await steps.run(
+        "waiting for readiness",
+        () => this.#ready(req.containers, vm, signal, act.vmm),
+      );
       undo.commit();
       this.#active = act;
       this.#supervise(act);
@@ -875,11 +878,22 @@ export class MicroVmRuntime implements WorkloadRuntime {
     act.agent = undefined;
   }
 
-  async #ready(containers: ContainerSpec[], vm: VmDir, signal: AbortSignal): Promise<void> {
+  async #ready(
+    containers: ContainerSpec[],
+    vm: VmDir,
+    signal: AbortSignal,
+    vmm?: VmmProcess,
+  ): Promise<void> {
     const limitMs = this.#opts.readyzTimeoutMs ?? DEFAULT_READYZ_TIMEOUT_MS;
+    // A VMM that exits ends the wait at once instead of at the limit.
+    const gone = new AbortController();
+    vmm?.exited.then((s) => gone.abort(`cloud-hypervisor exited (${describeStatus(s)})`));
     for (const c of containers) {
       if (!c.readyz) continue;
-      await waitReady(c.name, c.readyz, vm.vsockSocket, this.#prober, signal, { limitMs });
+      await waitReady(c.name, c.readyz, vm.vsockSocket, this.#prober, signal, {
+        limitMs,
+        vmGone: gone.signal,
+      });
     }
   }
 

@@ -39,9 +39,12 @@ import {
   type TestContainer,
   tick,
   UNWOUND,
+  vsockProber,
   waitForLine,
+  webServer,
   withWorker,
 } from "./harness.ts";
+import type { Prober } from "../../lib/lifecycle/readiness.ts";
 
 const FAST_DIAL = { chVersion: 54, agentDialTimeoutMs: 1500 };
 
@@ -284,6 +287,34 @@ Deno.test("failure: the VMM dies while the actor runs; the next Checkpoint says 
     const f = await failureOf(w.client.checkpointWorkload(checkpointRequest(actor)));
     assertEquals(f, { code: "FAILED_PRECONDITION", message: `finding the running VM: ${why}` });
     assertEquals(w.server.state(), { phase: "available" });
+    await assertNoLeaks(w);
+    await runSucceeds(w);
+  });
+});
+
+Deno.test("failure: the VMM dies while Run waits for readiness; Run fails at once, naming the exit", async () => {
+  const probing = Promise.withResolvers<void>();
+  const prober: Prober = (target, signal) => {
+    probing.resolve();
+    return vsockProber(target, signal);
+  };
+  await withWorker({ ...FAST_DIAL, runtime: { prober } }, async (w) => {
+    const actor = nextActor("fail");
+    const sick = webServer({ status: 503 });
+    await prepareBundles(w, actor, sick);
+    // Without the exit ending the wait, the 5-minute readiness limit would; the deadline ends it.
+    const run = failureOf(
+      w.client.runWorkload(runRequest(actor, sick, await assetsOf(w)), { timeoutMs: 20_000 }),
+    );
+    await Promise.race([probing.promise, run]);
+    const stateFile = join(w.paths.actorDir(actor), "microvm-state.json");
+    Deno.kill(JSON.parse(await Deno.readTextFile(stateFile)).vmm.pid, "SIGKILL");
+    const f = await run;
+    assertEquals(f.code, "INTERNAL", f.message);
+    assertMatch(
+      f.message,
+      /^RunWorkload failed: waiting for readiness: container web did not become ready: cloud-hypervisor exited \(killed by SIGKILL\) \(GET http:\/\/169\.254\.17\.2:8080\/readyz last answered .+\)$/,
+    );
     await assertNoLeaks(w);
     await runSucceeds(w);
   });

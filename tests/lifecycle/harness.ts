@@ -91,7 +91,7 @@ export interface WorkerOptions {
   /** Runtime options passed through (limits and test seams). */
   runtime?: Pick<
     MicroVmRuntimeOptions,
-    "readyzTimeoutMs" | "onCapturePhase" | "mergeHooks"
+    "readyzTimeoutMs" | "onCapturePhase" | "mergeHooks" | "prober"
   >;
 }
 
