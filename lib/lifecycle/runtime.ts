@@ -14,6 +14,10 @@
  *
  * The activation is persisted (./state.ts) so a restarted worker can checkpoint or tear down a
  * VM it did not start, and {@link MicroVmRuntime.startup} reaps what a dead predecessor left.
+ * The capture records its phase there too, so a retry or a restarted worker goes on from it.
+ *
+ * A live activation's VMM is supervised: an exit this process did not cause is logged, its
+ * network removed and the death persisted; the next Checkpoint answers why and frees the worker.
  *
  * @module
  */
