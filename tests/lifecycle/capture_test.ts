@@ -3,7 +3,8 @@
  * onto the restore source) converges when interrupted: stopped after the snapshot, midway
  * through the merge or right after it, a retried Checkpoint goes on from the phase the activation state records
  * (no second snapshot) and its snapshot restores with the counter continuing; a restarted
- * worker (a fresh runtime adopting the VM) goes on from the persisted phase the same way.
+ * worker (a fresh runtime adopting the VM) goes on from the persisted phase the same way; a VMM
+ * dying once the snapshot is taken still yields a complete checkpoint.
  *
  * @module
  */
@@ -18,8 +19,10 @@ import { failureOf } from "./grpc.ts";
 import {
   assertNoLeaks,
   checkpointRequest,
+  nextActor,
   restoreAndCount,
   restoredCounter,
+  runCounter,
   runtimeCheckpointRequest,
   startWorker,
   tick,
@@ -169,5 +172,36 @@ Deno.test("capture: a worker restarted midway through the merge goes on from the
         await w2.stop();
       }
     });
+  });
+});
+
+Deno.test("capture: a VMM that dies once the snapshot is taken still gives a complete checkpoint, and nothing is left", async () => {
+  let afterSnapshot: (() => Promise<void>) | undefined;
+  const runtime = {
+    async onCapturePhase(phase: CapturePhase) {
+      if (phase === "snapshotted") await afterSnapshot?.();
+    },
+  };
+  await withWorker({ chVersion: 54, runtime }, async (w) => {
+    const actor = nextActor("late");
+    await runCounter(w, actor);
+    await tick(w, 1);
+    await waitForLine(w, "app", "count 2");
+    const pid = w.runtime.activeState!.vmm.pid;
+    let died: Record<string, unknown> | undefined;
+    // The capture goes on only once the supervisor has noticed the exit.
+    afterSnapshot = async () => {
+      afterSnapshot = undefined;
+      const noticed = w.logged("the actor's VM exited unexpectedly");
+      Deno.kill(pid, "SIGKILL");
+      died = await noticed;
+    };
+    const { snapshotFiles } = await w.client.checkpointWorkload(checkpointRequest(actor));
+    assertEquals(snapshotFiles, SNAPSHOT_FILES);
+    assertEquals(died?.status, "killed by SIGKILL");
+    // The supervisor's record of the death is cleared with the rest by the teardown.
+    await assertNoLeaks(w);
+    assertEquals(w.server.state(), { phase: "available" });
+    await restoreAndCount(w, actor, w, "count 3");
   });
 });
