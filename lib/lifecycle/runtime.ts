@@ -433,10 +433,14 @@ export class MicroVmRuntime implements WorkloadRuntime {
     } else {
       log.info("joining the checkpoint capture already under way");
     }
-    const snapshotFiles = await steps.run(
-      "capturing the snapshot",
-      () => waitFor(act.capture!, signal),
-    );
+    const snapshotFiles = await steps.run("capturing the snapshot", async () => {
+      try {
+        return await waitFor(act.capture!, signal);
+      } catch (e) {
+        // A capture cut short by the VMM's death answers that, and frees the worker.
+        throw (await this.#deathOf(act, signal)) ?? e;
+      }
+    });
     await steps.run("tearing down the VM", async () => {
       this.#active = undefined;
       await this.#teardown(act, log);
@@ -984,6 +988,18 @@ export class MicroVmRuntime implements WorkloadRuntime {
     log.warn("recorded the activation as dead; the next Checkpoint releases the worker", {
       ...dead,
     });
+  }
+
+  /**
+   * After a failed capture: when `act`'s VMM is no longer running, waits for the supervisor to
+   * record the exit and returns the error of {@link #releaseDead}; else undefined.
+   */
+  async #deathOf(act: Activation, signal: AbortSignal): Promise<RuntimeError | undefined> {
+    if (!act.vmm || signal.aborted || (await isVmmAlive(act.state.vmm))) return undefined;
+    await act.exitHandled;
+    if (!act.state.dead) return undefined;
+    if (this.#active === act) this.#active = undefined;
+    return await this.#releaseDead(act.state);
   }
 
   /** Removes what is left of a dead activation; returns the error its Checkpoint answers. */

@@ -319,3 +319,30 @@ Deno.test("failure: the VMM dies while Run waits for readiness; Run fails at onc
     await runSucceeds(w);
   });
 });
+
+Deno.test("failure: the VMM dies during the snapshot; that Checkpoint says so and frees the worker", async () => {
+  await withFixture(async (fx) => {
+    const w = await startWorker(fx, { ...FAST_DIAL, fail: ["snapshot-exit"] });
+    try {
+      const actor = nextActor("fail");
+      await runCounter(w, actor);
+      const f = await failureOf(w.client.checkpointWorkload(checkpointRequest(actor)));
+      assertEquals(f.code, "FAILED_PRECONDITION", f.message);
+      assertMatch(
+        f.message,
+        new RegExp(
+          `^capturing the snapshot: the VM of actor ${actor.id} exited \\(exit code 1\\) at \\S+; it cannot be checkpointed; run or restore it again$`,
+        ),
+      );
+      assertEquals(w.server.state(), { phase: "available" });
+      // No partial checkpoint is left for atelet to ship.
+      const cp = w.paths.checkpointStateDir(actor);
+      assertEquals(await Deno.lstat(cp).then(() => "present", () => "gone"), "gone");
+      await assertNoLeaks(w);
+      w.fail.length = 0;
+      await runSucceeds(w);
+    } finally {
+      await w.stop();
+    }
+  });
+});

@@ -9,8 +9,8 @@
  * - CH_DOUBLE_FILL_REFUSALS: snapshot attempts refused after a v53+ OnDemand restore (default 1).
  * - CH_DOUBLE_FAIL: comma list of injected failures: `boot-exit` (process exits during vm.boot),
  *   `boot-error` (vm.boot answers 500), `create`, `snapshot` (vm.snapshot fails after writing
- *   config.json), `restore-exit`, `vmm-shutdown-eof` (exits before answering vmm.shutdown),
- *   `no-api` (never listens).
+ *   config.json), `snapshot-exit` (exits during vm.snapshot), `restore-exit`, `vmm-shutdown-eof`
+ *   (exits before answering vmm.shutdown), `no-api` (never listens).
  * - CH_DOUBLE_GUEST: module whose default export is a GuestFactory (tests/doubles/guest.ts);
  *   default: tests/doubles/ch/null_guest.ts.
  * - CH_DOUBLE_NET_STACK=1: answer ARP and TCP on the tap fds, relaying TCP port P to the guest's

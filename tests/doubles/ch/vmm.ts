@@ -425,6 +425,7 @@ export class Vmm {
       }
     };
     await create("config.json", JSON.stringify(this.#snapshotConfig()));
+    if (this.options.fail.has("snapshot-exit")) return { exit: 1, silent: true };
     if (this.options.fail.has("snapshot")) {
       return err(500, top, "Cannot send VM snapshot", "injected failure (CH_DOUBLE_FAIL=snapshot)");
     }
