@@ -1,10 +1,11 @@
 /**
  * What `/proc` says about the supervisor and its VMM: identity of a process (pid + start time, so
  * a recycled pid is never mistaken for ours), its children, and resident memory. Parsers are pure;
- * the readers return undefined for a process that is gone.
+ * the readers (through lib/ffi/procfs.ts) return undefined for a process that is gone.
  *
  * @module
  */
+import { listDir, readProcText } from "../ffi/procfs.ts";
 
 /** The fields of `/proc/<pid>/stat` used here. */
 export interface ProcStat {
@@ -47,36 +48,9 @@ export function parseCapEff(status: string): bigint {
   return m ? BigInt(`0x${m[1]}`) : 0n;
 }
 
-/**
- * Reads a small /proc file through libc (synchronous open/read/close): Deno refuses
- * `/proc/<pid>/...` without --allow-all. Throws when it cannot be read.
- */
-export function readProcFile(path: string): Promise<string> {
-  const lib = procLib();
-  const fd = lib.open(new TextEncoder().encode(path + "\0"), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Promise.reject(new Error(`cannot open ${path}`));
-  try {
-    const chunks: Uint8Array[] = [];
-    const buf = new Uint8Array(65536);
-    while (true) {
-      const n = Number(lib.read(fd, buf, BigInt(buf.length)));
-      if (n < 0) return Promise.reject(new Error(`cannot read ${path}`));
-      if (n === 0) break;
-      chunks.push(buf.slice(0, n));
-    }
-    return Promise.resolve(new TextDecoder().decode(concat(chunks)));
-  } finally {
-    lib.close(fd);
-  }
-}
-
 /** Reads `/proc/<pid>/stat`; undefined when the process is gone. */
-export async function readStat(pid: number): Promise<ProcStat | undefined> {
-  try {
-    return parseStat(await readProcFile(`/proc/${pid}/stat`));
-  } catch {
-    return undefined;
-  }
+export function readStat(pid: number): Promise<ProcStat | undefined> {
+  return readParsed(`/proc/${pid}/stat`, parseStat);
 }
 
 /**
@@ -86,40 +60,6 @@ export async function readStat(pid: number): Promise<ProcStat | undefined> {
 export async function isAlive(pid: number, startTicks: number): Promise<boolean> {
   const stat = await readStat(pid);
   return !!stat && stat.startTicks === startTicks && stat.state !== "Z" && stat.state !== "X";
-}
-
-const PROC_SYMBOLS = {
-  open: { parameters: ["buffer", "i32"], result: "i32" },
-  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  close: { parameters: ["i32"], result: "i32" },
-  opendir: { parameters: ["buffer"], result: "pointer" },
-  readdir: { parameters: ["pointer"], result: "pointer" },
-  closedir: { parameters: ["pointer"], result: "i32" },
-} as const;
-let lib: Deno.DynamicLibrary<typeof PROC_SYMBOLS>["symbols"] | undefined;
-const O_RDONLY = 0;
-const O_CLOEXEC = 0x80000;
-
-function procLib() {
-  return lib ??= Deno.dlopen("libc.so.6", PROC_SYMBOLS).symbols;
-}
-/** Offset of `d_name` in glibc's `struct dirent` on LP64 Linux. */
-const D_NAME_OFFSET = 19;
-
-/** The entry names of a directory through libc (Deno refuses to list `/proc`). */
-export function listDir(path: string): string[] {
-  const dirLib = procLib();
-  const dir = dirLib.opendir(new TextEncoder().encode(path + "\0"));
-  if (dir === null) throw new Error(`cannot list ${path}`);
-  const names: string[] = [];
-  try {
-    for (let ent = dirLib.readdir(dir); ent !== null; ent = dirLib.readdir(dir)) {
-      names.push(new Deno.UnsafePointerView(ent).getCString(D_NAME_OFFSET));
-    }
-  } finally {
-    dirLib.closedir(dir);
-  }
-  return names;
 }
 
 /** The pids whose parent is `pid`. */
@@ -134,20 +74,16 @@ export async function childrenOf(pid: number): Promise<number[]> {
 }
 
 /** Resident memory of `pid` in bytes; undefined when it is gone. */
-export async function rssBytes(pid: number): Promise<number | undefined> {
+export function rssBytes(pid: number): Promise<number | undefined> {
+  return readParsed(`/proc/${pid}/status`, parseRssBytes);
+}
+
+/** `parse` of the text of `path`; undefined when it is gone or cannot be read or parsed. */
+async function readParsed<T>(path: string, parse: (text: string) => T): Promise<T | undefined> {
   try {
-    return parseRssBytes(await readProcFile(`/proc/${pid}/status`));
+    const text = await readProcText(path);
+    return text === undefined ? undefined : parse(text);
   } catch {
     return undefined;
   }
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
 }

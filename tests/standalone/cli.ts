@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { assertEquals } from "../assert.ts";
-import { listDir, readProcFile } from "../../lib/standalone/proc.ts";
+import { listDir, readProcText } from "../../lib/ffi/procfs.ts";
 
 export const ROOT = new URL("../../", import.meta.url).pathname;
 export const BIN = join(ROOT, "bin/ateom-microvm");
@@ -104,9 +104,11 @@ export async function processesMentioning(needle: string): Promise<number[]> {
   for (const name of listDir("/proc")) {
     if (!/^\d+$/.test(name) || Number(name) === Deno.pid) continue;
     try {
-      const cmd = await readProcFile(`/proc/${name}/cmdline`);
-      const stat = await readProcFile(`/proc/${name}/stat`);
-      if (cmd.includes(needle) && !/\) Z /.test(stat)) pids.push(Number(name));
+      const cmd = await readProcText(`/proc/${name}/cmdline`);
+      const stat = await readProcText(`/proc/${name}/stat`);
+      if (cmd?.includes(needle) && stat !== undefined && !/\) Z /.test(stat)) {
+        pids.push(Number(name));
+      }
     } catch { /* gone */ }
   }
   return pids;
