@@ -9,6 +9,7 @@
  */
 import { join } from "node:path";
 import { type Command, expectPositionals, parseFlags } from "../cli/command.ts";
+import { fileProgress } from "../cli/progress.ts";
 import { pushSnapshot } from "../store/transfer.ts";
 import { validateName } from "./config.ts";
 import {
@@ -18,7 +19,6 @@ import {
   mustRead,
   observedState,
   RPC_TIMEOUT_MS,
-  transferProgress,
 } from "./actor.ts";
 import { WorkerClient } from "./client.ts";
 import type { ActorRecord, LineageEntry } from "./state.ts";
@@ -146,7 +146,7 @@ Options:
           ports: record.ports,
           lineage: [...record.lineage, entry],
         });
-        const bar = transferProgress("push");
+        const bar = fileProgress("push", true);
         await pushSnapshot(staging, uri, { onProgress: bar.update });
         bar.end();
         record.lineage.push(entry);

@@ -8,6 +8,7 @@
  */
 import { join } from "node:path";
 import { type Command, expectPositionals, parseFlags } from "../cli/command.ts";
+import { fileProgress } from "../cli/progress.ts";
 import { pullSnapshot } from "../store/transfer.ts";
 import { MANIFEST_NAME } from "../store/manifest.ts";
 import { validateName } from "./config.ts";
@@ -18,7 +19,6 @@ import {
   loadContext,
   observedState,
   RPC_TIMEOUT_MS,
-  transferProgress,
 } from "./actor.ts";
 import { checkBundle, copyBundle } from "./bundle.ts";
 import { ASSET_FLAGS, ASSET_HELP, chooseAssets, forget, newRecord, parseShape } from "./run.ts";
@@ -123,7 +123,7 @@ Exit codes: 0 running, 1 failed, 2 usage error, 130 interrupted (Ctrl-C).`,
             const restoreDir = ctx.state.worker.restoreStateDir(key);
             await Deno.remove(restoreDir, { recursive: true }).catch(() => {});
             await Deno.mkdir(ctx.state.worker.actorDir(key), { recursive: true, mode: 0o700 });
-            const bar = transferProgress("pull");
+            const bar = fileProgress("pull", true);
             await pullSnapshot(uri, restoreDir, { onProgress: bar.update });
             bar.end();
             const metadata = await readMetadata(restoreDir);

@@ -5,33 +5,12 @@
  * @module
  */
 import { type Command, expectPositionals, parseFlags } from "../cli/command.ts";
-import { progress } from "../cli/progress.ts";
-import { pullSnapshot, pushSnapshot, type TransferProgress } from "./transfer.ts";
+import { fileProgress } from "../cli/progress.ts";
+import { pullSnapshot, pushSnapshot } from "./transfer.ts";
 
 const STORE_HELP = `URI is file:///DIR/ or s3://BUCKET/PREFIX/ (S3 settings from AWS_ENDPOINT_URL,
 AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_S3_FORCE_PATH_STYLE or
 ?path-style=true; see docs/stores.md, also for gs://).`;
-
-/** A progress callback drawing one bar per file. */
-function fileProgress(enabled: boolean, verb: string) {
-  let current = "";
-  let bar = progress(verb, false);
-  let last = 0;
-  return {
-    update({ file, bytes }: TransferProgress) {
-      if (file !== current) {
-        if (current) bar.done(last);
-        current = file;
-        bar = progress(`${verb} ${file}`, enabled);
-      }
-      last = bytes;
-      bar.update(bytes);
-    },
-    end() {
-      if (current) bar.done(last);
-    },
-  };
-}
 
 export const pushCommand: Command = {
   name: "push",
@@ -52,7 +31,7 @@ Options:
       return 0;
     }
     const [dir, uri] = expectPositionals(positionals, ["dir", "uri"]);
-    const bar = fileProgress(!!values.progress, "push");
+    const bar = fileProgress("push", !!values.progress);
     const manifest = await pushSnapshot(dir, uri, { onProgress: bar.update });
     bar.end();
     console.error(`push: ${manifest.files.length} files to ${uri}`);
@@ -79,7 +58,7 @@ Options:
       return 0;
     }
     const [uri, dir] = expectPositionals(positionals, ["uri", "dir"]);
-    const bar = fileProgress(!!values.progress, "pull");
+    const bar = fileProgress("pull", !!values.progress);
     const manifest = await pullSnapshot(uri, dir, { onProgress: bar.update });
     bar.end();
     console.error(`pull: ${manifest.files.length} files into ${dir}`);
