@@ -2,6 +2,7 @@ import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
 import { copyRegions, sparseCopy, sparseCopyReplace } from "./copy.ts";
 import { extents } from "./extents.ts";
 import { allocatedBytes, MiB, readAll, writeSparse } from "../../tests/sparse/testdata.ts";
+import { withTempDir } from "../../tests/temp.ts";
 
 async function collect(path: string) {
   const out: [number, number][] = [];
@@ -9,17 +10,8 @@ async function collect(path: string) {
   return out;
 }
 
-async function withDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "sparse-copy-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("sparseCopy: same bytes, same size, same data extents, holes stay holes", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("sparse-copy-", async (dir) => {
     const src = `${dir}/src`;
     // 9 MiB region spans several 4 MiB chunks; the file ends in a hole.
     await writeSparse(src, 64 * MiB, [[0, 4096, 1], [5 * MiB, 9 * MiB, 2], [40 * MiB, 12345, 3]]);
@@ -33,7 +25,7 @@ Deno.test("sparseCopy: same bytes, same size, same data extents, holes stay hole
 });
 
 Deno.test("sparseCopy: all-hole and empty files copy to files without data", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("sparse-copy-", async (dir) => {
     await writeSparse(`${dir}/holes`, 8 * MiB, []);
     await writeSparse(`${dir}/empty`, 0, []);
     assertEquals(await sparseCopy(`${dir}/holes`, `${dir}/holes2`), 0);
@@ -45,7 +37,7 @@ Deno.test("sparseCopy: all-hole and empty files copy to files without data", asy
 });
 
 Deno.test("sparseCopy: refuses an existing destination and leaves it alone", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("sparse-copy-", async (dir) => {
     await writeSparse(`${dir}/src`, MiB, [[0, 10, 1]]);
     await Deno.writeTextFile(`${dir}/dst`, "keep");
     await assertRejects(() => sparseCopy(`${dir}/src`, `${dir}/dst`), /exists/i);
@@ -54,7 +46,7 @@ Deno.test("sparseCopy: refuses an existing destination and leaves it alone", asy
 });
 
 Deno.test("sparseCopyReplace: replaces the destination and leaves no temp file", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("sparse-copy-", async (dir) => {
     await writeSparse(`${dir}/src`, 2 * MiB, [[MiB, 100, 9]]);
     await Deno.writeTextFile(`${dir}/dst`, "old");
     await sparseCopyReplace(`${dir}/src`, `${dir}/dst`);
@@ -64,7 +56,7 @@ Deno.test("sparseCopyReplace: replaces the destination and leaves no temp file",
 });
 
 Deno.test("copyRegions: writes src's data regions only, other dst bytes untouched", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("sparse-copy-", async (dir) => {
     const size = 16 * MiB;
     await writeSparse(`${dir}/dst`, size, [[0, size, 0x55]]);
     await writeSparse(`${dir}/src`, size, [[MiB, 4096, 1], [6 * MiB, 5 * MiB, 2]]);
