@@ -27,13 +27,15 @@ Deno.test("api: worker dir 0700, socket 0600, stale socket replaced, live one re
     const dir = `${base}/ateoms/pod-1`;
     await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
     await staleSocket(`${dir}/ateom.sock`);
-    const server = await startServer({
-      podUid: "pod-1",
-      basePath: base,
-      runtime: unimplementedRuntime,
-      logger: nullLogger,
-      actorLogSink: () => {},
-    });
+    const start = (podUid: string) =>
+      startServer({
+        podUid,
+        basePath: base,
+        runtime: unimplementedRuntime,
+        logger: nullLogger,
+        actorLogSink: () => {},
+      });
+    const server = await start("pod-1");
     try {
       assertEquals(server.socketPath, `${dir}/ateom.sock`);
       assertEquals((await Deno.stat(dir)).mode! & 0o777, 0o700);
@@ -42,42 +44,15 @@ Deno.test("api: worker dir 0700, socket 0600, stale socket replaced, live one re
       assertEquals(sock.mode! & 0o777, 0o600);
       const [r] = await callAll(server.socketPath, [{ path: RUN, request: runBytes() }]);
       assertEquals(r.code, "UNIMPLEMENTED");
-      await assertRejects(
-        () =>
-          startServer({
-            podUid: "pod-1",
-            basePath: base,
-            runtime: unimplementedRuntime,
-            logger: nullLogger,
-          }),
-        "another server is serving on it",
-      );
+      await assertRejects(() => start("pod-1"), "another server is serving on it");
     } finally {
       await server.close();
     }
     assertEquals(await Deno.lstat(server.socketPath).catch(() => "gone"), "gone");
 
     await Deno.writeTextFile(`${dir}/ateom.sock`, "not a socket");
-    await assertRejects(
-      () =>
-        startServer({
-          podUid: "pod-1",
-          basePath: base,
-          runtime: unimplementedRuntime,
-          logger: nullLogger,
-        }),
-      "the path exists and is not a socket",
-    );
-    await assertRejects(
-      () =>
-        startServer({
-          podUid: "../x",
-          basePath: base,
-          runtime: unimplementedRuntime,
-          logger: nullLogger,
-        }),
-      'pod UID "../x" is invalid',
-    );
+    await assertRejects(() => start("pod-1"), "the path exists and is not a socket");
+    await assertRejects(() => start("../x"), 'pod UID "../x" is invalid');
   });
 });
 
