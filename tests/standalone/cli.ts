@@ -84,6 +84,27 @@ export async function writeBundle(dir: string, args: string[]): Promise<string> 
   return dir;
 }
 
+/**
+ * Writes stand-in guest kernel and image files into `dir` and returns the `run`/`restore` flags
+ * naming them and `cloudHypervisor` (default: a stub script written there too).
+ */
+export async function writeAssets(dir: string, cloudHypervisor?: string): Promise<string[]> {
+  await Deno.writeTextFile(join(dir, "vmlinux"), "kernel\n");
+  await Deno.writeTextFile(join(dir, "kata.img"), "guest image\n");
+  if (!cloudHypervisor) {
+    cloudHypervisor = join(dir, "cloud-hypervisor");
+    await Deno.writeTextFile(cloudHypervisor, "#!/bin/sh\n", { mode: 0o755 });
+  }
+  return [
+    "--kernel",
+    join(dir, "vmlinux"),
+    "--image",
+    join(dir, "kata.img"),
+    "--cloud-hypervisor",
+    cloudHypervisor,
+  ];
+}
+
 /** Names under /run/netns. */
 export function netnsNames(): string[] {
   try {
