@@ -1,3 +1,7 @@
+/**
+ * Progress output against a fake stderr and clock: formatting, terminal redraws, plain lines, per-
+ * file bars.
+ */
 import { assertEquals } from "../../tests/assert.ts";
 import { fileProgress, formatBytes, formatProgress, progress } from "./progress.ts";
 

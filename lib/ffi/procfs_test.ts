@@ -1,3 +1,4 @@
+/** Reading /proc through FFI: live entries read, a missing process reads as undefined. */
 import { assert, assertEquals } from "../../tests/assert.ts";
 import { readProcText } from "./procfs.ts";
 

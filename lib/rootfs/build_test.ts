@@ -1,3 +1,7 @@
+/**
+ * buildImage end to end with mkfs.ext4: reproducible images, reuse, shared builds, failures leave
+ * nothing.
+ */
 import { assert, assertEquals, assertMatch, assertRejects } from "../../tests/assert.ts";
 import {
   createTree,

@@ -1,3 +1,7 @@
+/**
+ * Sparse copies on real files: same bytes and extents, holes kept, destinations refused or
+ * replaced atomically.
+ */
 import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
 import { copyRegions, sparseCopy, sparseCopyReplace } from "./copy.ts";
 import { extents } from "./extents.ts";

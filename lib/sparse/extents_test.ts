@@ -1,3 +1,4 @@
+/** Data extents of sparse, all-hole and all-data files (SEEK_DATA/SEEK_HOLE). */
 import { assertEquals } from "../../tests/assert.ts";
 import { dataBytes, extents } from "./extents.ts";
 

@@ -1,3 +1,6 @@
+/**
+ * /proc parsing (stat with odd comm, status fields) and the readers against a live child process.
+ */
 import { assertEquals } from "../../tests/assert.ts";
 import {
   childrenOf,

@@ -1,3 +1,7 @@
+/**
+ * Object stores (file://, s3:// against s3rver) against one contract, and push/pull round trips
+ * with tampered and partial snapshots.
+ */
 import { createHash } from "node:crypto";
 import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
 import { type S3Server, startS3Server } from "../../tests/s3_server.ts";
