@@ -1,10 +1,10 @@
 /**
  * The pack/unpack/push/pull subcommands through bin/ateom-microvm, as a user runs them.
  */
-import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { withTempDir } from "./temp.ts";
+import { assert, assertEquals, assertMatch } from "../assert.ts";
+import { withTempDir } from "../temp.ts";
 
-const BIN = new URL("../bin/ateom-microvm", import.meta.url).pathname;
+const BIN = new URL("../../bin/ateom-microvm", import.meta.url).pathname;
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
