@@ -8,11 +8,8 @@ import { extents } from "./extents.ts";
 import { allocatedBytes, MiB, readAll, writeSparse } from "../../tests/sparse/testdata.ts";
 import { withTempDir } from "../../tests/temp.ts";
 
-async function collect(path: string) {
-  const out: [number, number][] = [];
-  for await (const [s, e] of extents(path)) out.push([s, e]);
-  return out;
-}
+/** The data extents of `path`, as [start, end) pairs. */
+const extentsOf = (path: string) => Array.fromAsync(extents(path));
 
 Deno.test("sparseCopy: same bytes, same size, same data extents, holes stay holes", async () => {
   await withTempDir("sparse-copy-", async (dir) => {
@@ -23,7 +20,7 @@ Deno.test("sparseCopy: same bytes, same size, same data extents, holes stay hole
     assertEquals(copied, 4096 + 9 * MiB + 16384);
     assertEquals((await Deno.stat(`${dir}/dst`)).size, 64 * MiB);
     assertEquals(await readAll(`${dir}/dst`), await readAll(src));
-    assertEquals(await collect(`${dir}/dst`), await collect(src));
+    assertEquals(await extentsOf(`${dir}/dst`), await extentsOf(src));
     assertEquals(await allocatedBytes(`${dir}/dst`), await allocatedBytes(src));
   });
 });
