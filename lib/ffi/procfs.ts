@@ -3,8 +3,9 @@
  * `/proc/sys/...`) without --allow-all, which the worker does not run with; FFI (already granted)
  * reads and lists them like any file or directory.
  *
- * Contract: {@link readProcText} answers undefined for an entry that is gone (a process that exited);
- * {@link listDir} throws when the directory cannot be opened.
+ * Contract: {@link readProcText} and {@link readStat} answer undefined for an entry that is gone (a
+ * process that exited); {@link listDir} throws when the directory cannot be opened;
+ * {@link parseStat} is pure and throws on a line that is not a /proc stat line.
  *
  * @module
  */
@@ -55,4 +56,47 @@ export function listDir(path: string): string[] {
     lib.closedir(dir);
   }
   return names;
+}
+
+/** The fields of `/proc/<pid>/stat` this project uses. */
+export interface ProcStat {
+  pid: number;
+  comm: string;
+  /** State letter: R, S, D, Z (zombie), X (dead), ... */
+  state: string;
+  ppid: number;
+  /** Clock ticks since boot when the process started (field 22): with the pid, its identity. */
+  startTicks: number;
+}
+
+/**
+ * Parses a `/proc/<pid>/stat` line. `comm` may hold spaces and parentheses, so the fields after
+ * it are found from the last `)`.
+ */
+export function parseStat(text: string): ProcStat {
+  const open = text.indexOf("(");
+  const close = text.lastIndexOf(")");
+  // rest[0] is field 3 (state); field N is rest[N - 3].
+  const rest = close > open && open >= 0 ? text.slice(close + 1).trim().split(/\s+/) : [];
+  const [pid, ppid, startTicks] = [text.slice(0, open).trim(), rest[1], rest[19]];
+  if (!rest[0] || ![pid, ppid, startTicks].every((f) => /^\d+$/.test(f ?? ""))) {
+    throw new Error(`malformed /proc stat line: ${text.slice(0, 80)}`);
+  }
+  return {
+    pid: Number(pid),
+    comm: text.slice(open + 1, close),
+    state: rest[0],
+    ppid: Number(ppid),
+    startTicks: Number(startTicks),
+  };
+}
+
+/** `/proc/<pid>/stat` of `pid`; undefined when the process is gone or its stat cannot be read. */
+export async function readStat(pid: number): Promise<ProcStat | undefined> {
+  try {
+    const text = await readProcText(`/proc/${pid}/stat`);
+    return text === undefined ? undefined : parseStat(text);
+  } catch {
+    return undefined;
+  }
 }

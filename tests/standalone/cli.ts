@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { assertEquals } from "../assert.ts";
-import { listDir, readProcText } from "../../lib/ffi/procfs.ts";
+import { listDir, readProcText, readStat } from "../../lib/ffi/procfs.ts";
 
 export const ROOT = new URL("../../", import.meta.url).pathname;
 export const BIN = join(ROOT, "bin/ateom-microvm");
@@ -126,10 +126,8 @@ export async function processesMentioning(needle: string): Promise<number[]> {
     if (!/^\d+$/.test(name) || Number(name) === Deno.pid) continue;
     try {
       const cmd = await readProcText(`/proc/${name}/cmdline`);
-      const stat = await readProcText(`/proc/${name}/stat`);
-      if (cmd?.includes(needle) && stat !== undefined && !/\) Z /.test(stat)) {
-        pids.push(Number(name));
-      }
+      const stat = await readStat(Number(name));
+      if (cmd?.includes(needle) && stat && stat.state !== "Z") pids.push(Number(name));
     } catch { /* gone */ }
   }
   return pids;
