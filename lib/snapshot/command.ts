@@ -11,8 +11,8 @@ import { formatBytes, progress } from "../cli/progress.ts";
 import { packSparseFile, packStream } from "./encode.ts";
 import { unpackToFile, unpackToStream } from "./decode.ts";
 
-/** A file's bytes in 1 MiB reads (the default readable reads 64 KiB at a time). */
-export function readFileStream(file: Deno.FsFile, chunkSize = 1 << 20): ReadableStream<Uint8Array> {
+/** A file's bytes in 8 MiB reads (the default readable reads 64 KiB at a time). */
+export function readFileStream(file: Deno.FsFile, chunkSize = 8 << 20): ReadableStream<Uint8Array> {
   return new ReadableStream({
     async pull(controller) {
       const buffer = new Uint8Array(chunkSize);

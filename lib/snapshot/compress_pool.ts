@@ -1,41 +1,47 @@
 /**
- * Compresses independent chunks into zstd frames on worker threads (Deno's node:zlib runs its
- * async calls on the calling thread, so workers are the only way to use more than one core).
- * Each chunk becomes one self-contained frame with a content checksum; results come back in
- * submission order. The chunk's buffer is transferred to the worker and handed back with the
- * result so callers can reuse it.
+ * Compresses independent chunks into zstd frames on several threads. Each chunk becomes one
+ * self-contained frame recording its content size and a content checksum; results come back in
+ * submission order of completion per call (callers await each call).
  *
- * The worker is built from a string so the compiled binary needs no extra module files.
+ * Two backends: the system's libzstd through nonblocking FFI calls (see zstd_native.ts), or, when
+ * there is none, node:zlib on worker isolates (Deno runs node:zlib's async calls on the calling
+ * thread, so workers are its only way to use more than one core). A chunk's buffer is handed back
+ * with the result so callers can reuse it.
  *
  * @module
  */
 import { constants, zstdCompressSync } from "node:zlib";
+import { type NativeZstd, nativeZstd } from "./zstd_native.ts";
+import { Jobs, Slots, startWorkers, type WorkerSet } from "./workers.ts";
 
-/** zstd level used for snapshots: fast, like upstream's SpeedFastest. */
+/** zstd level used for snapshots: fast, like upstream's SpeedFastest and `zstd -1`. */
 export const ZSTD_LEVEL = 1;
 
 const ZSTD_PARAMS = {
-  params: {
-    [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL,
-    [constants.ZSTD_c_checksumFlag]: 1,
-  },
+  [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL,
+  [constants.ZSTD_c_checksumFlag]: 1,
 };
 
-/** Compresses one chunk on the calling thread (the pool's fallback and the tests' reference). */
+/** Compresses one chunk on the calling thread with node:zlib (fallback and tests' reference). */
 export function compressFrame(chunk: Uint8Array): Uint8Array {
-  return zstdCompressSync(chunk, ZSTD_PARAMS);
+  return zstdCompressSync(
+    chunk,
+    {
+      params: ZSTD_PARAMS,
+      pledgedSrcSize: chunk.length,
+      chunkSize: chunk.length + (chunk.length >> 7) + 65536,
+    } as Parameters<typeof zstdCompressSync>[1],
+  );
 }
 
 const WORKER_SOURCE = `
-import { constants, zstdCompressSync } from "node:zlib";
-const options = { params: {
-  [constants.ZSTD_c_compressionLevel]: ${ZSTD_LEVEL},
-  [constants.ZSTD_c_checksumFlag]: 1,
-} };
+import { zstdCompressSync } from "node:zlib";
+const params = ${JSON.stringify(ZSTD_PARAMS)};
 self.onmessage = (event) => {
   const { id, buffer, length } = event.data;
   try {
-    const frame = zstdCompressSync(new Uint8Array(buffer, 0, length), { ...options, chunkSize: length + (length >> 7) + 65536 });
+    const frame = zstdCompressSync(new Uint8Array(buffer, 0, length),
+      { params, pledgedSrcSize: length, chunkSize: length + (length >> 7) + 65536 });
     self.postMessage({ id, buffer, frame }, [buffer, frame.buffer]);
   } catch (e) {
     self.postMessage({ id, buffer, error: String(e && e.message || e) }, [buffer]);
@@ -43,83 +49,113 @@ self.onmessage = (event) => {
 };
 `;
 
-interface Job {
-  resolve(result: { frame: Uint8Array; buffer: ArrayBuffer }): void;
-  reject(error: Error): void;
-}
-
-/** Default worker count: every core. */
+/** Default thread count: every core. */
 export function defaultWorkers(): number {
   return Math.max(1, navigator.hardwareConcurrency || 1);
 }
 
-/** A fixed set of compression workers; `workers: 0` compresses on the calling thread. */
+/** Which zstd implementation a pool uses: libzstd when present (`auto`), or node:zlib. */
+export type ZstdBackend = "auto" | "node";
+
+/** A compressed chunk and the buffer it came from. */
+export interface CompressResult {
+  frame: Uint8Array;
+  buffer: ArrayBuffer;
+}
+
+interface NativeSlot {
+  ctx: Deno.PointerObject;
+  out: Uint8Array<ArrayBuffer>;
+}
+
+/** A fixed set of compression threads; `threads: 0` compresses on the calling thread. */
 export class CompressPool {
-  #workers: Worker[] = [];
-  #jobs = new Map<number, Job>();
-  #nextId = 0;
-  #url?: string;
+  #native?: NativeZstd;
+  #slots?: Slots<NativeSlot>;
+  #allSlots: NativeSlot[] = [];
+  #busy = new Set<NativeSlot>();
+  #workers?: WorkerSet;
+  #jobs = new Jobs<CompressResult>();
+  #closed = false;
+  readonly parallelism: number;
 
-  constructor(workers = defaultWorkers()) {
-    if (workers <= 0) return;
-    this.#url = URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "text/javascript" }));
-    for (let i = 0; i < workers; i++) {
-      const worker = new Worker(this.#url, { type: "module" });
-      worker.onmessage = (event) => this.#settle(event.data);
-      worker.onerror = (event) => {
-        event.preventDefault();
-        this.#failAll(new Error(`compression worker failed: ${event.message}`));
-      };
-      this.#workers.push(worker);
+  constructor(threads = defaultWorkers(), backend: ZstdBackend = "auto") {
+    this.parallelism = Math.max(1, threads);
+    if (threads <= 0) return;
+    this.#native = backend === "auto" ? nativeZstd() : undefined;
+    if (this.#native) {
+      for (let i = 0; i < threads; i++) {
+        this.#allSlots.push({ ctx: this.#native.compressor(ZSTD_LEVEL), out: new Uint8Array(0) });
+      }
+      this.#slots = new Slots(this.#allSlots);
+      return;
     }
-  }
-
-  /** True when frames arrive in buffers of their own (from workers), which callers may detach. */
-  get transfers(): boolean {
-    return this.#workers.length > 0;
-  }
-
-  /** How many chunks may usefully be in flight. */
-  get parallelism(): number {
-    return Math.max(1, this.#workers.length);
+    this.#workers = startWorkers(
+      WORKER_SOURCE,
+      threads,
+      "compression",
+      (data: { id: number; buffer: ArrayBuffer; frame?: Uint8Array; error?: string }) =>
+        this.#jobs.settle(
+          data.id,
+          data.error === undefined
+            ? { value: { frame: data.frame!, buffer: data.buffer } }
+            : { error: new Error(`zstd compression failed: ${data.error}`) },
+        ),
+      (error) => this.#jobs.failAll(error),
+    );
   }
 
   /**
-   * Compresses `buffer[0, length)` into one frame. The buffer is detached until the promise
-   * settles; the result returns it (or an equivalent) for reuse.
+   * True when frames arrive in buffers V8 does not account as memory pressure (transferred from
+   * workers), which callers should detach once written.
    */
-  compress(
-    buffer: ArrayBuffer,
-    length: number,
-  ): Promise<{ frame: Uint8Array; buffer: ArrayBuffer }> {
-    if (this.#workers.length === 0) {
-      return Promise.resolve({ frame: compressFrame(new Uint8Array(buffer, 0, length)), buffer });
+  get transfers(): boolean {
+    return this.#workers !== undefined;
+  }
+
+  /**
+   * Compresses `buffer[0, length)` into one frame. The buffer must stay untouched until the
+   * promise settles; the result returns it (or an equivalent) for reuse.
+   */
+  compress(buffer: ArrayBuffer, length: number): Promise<CompressResult> {
+    if (this.#closed) return Promise.reject(new Error("compression pool closed"));
+    const chunk = new Uint8Array(buffer, 0, length);
+    if (this.#native) return this.#compressNative(this.#native, chunk);
+    const workers = this.#workers?.workers;
+    if (!workers) return Promise.resolve({ frame: compressFrame(chunk), buffer });
+    return this.#jobs.start((id) =>
+      workers[id % workers.length].postMessage({ id, buffer, length }, [buffer])
+    );
+  }
+
+  async #compressNative(
+    native: NativeZstd,
+    chunk: Uint8Array<ArrayBuffer>,
+  ): Promise<CompressResult> {
+    const slot = await this.#slots!.acquire();
+    this.#busy.add(slot);
+    try {
+      const bound = native.bound(chunk.length);
+      if (slot.out.length < bound) slot.out = new Uint8Array(bound);
+      const n = await native.compress(slot.ctx, chunk, slot.out);
+      if (this.#closed) throw new Error("compression pool closed");
+      return { frame: slot.out.slice(0, n), buffer: chunk.buffer };
+    } finally {
+      this.#busy.delete(slot);
+      if (this.#closed) native.freeCompressor(slot.ctx);
+      else this.#slots!.release(slot);
     }
-    const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
-      this.#jobs.set(id, { resolve, reject });
-      this.#workers[id % this.#workers.length].postMessage({ id, buffer, length }, [buffer]);
-    });
   }
 
-  #settle(data: { id: number; buffer: ArrayBuffer; frame?: Uint8Array; error?: string }): void {
-    const job = this.#jobs.get(data.id);
-    if (!job) return;
-    this.#jobs.delete(data.id);
-    if (data.error !== undefined) job.reject(new Error(`zstd compression failed: ${data.error}`));
-    else job.resolve({ frame: data.frame!, buffer: data.buffer });
-  }
-
-  #failAll(error: Error): void {
-    for (const job of this.#jobs.values()) job.reject(error);
-    this.#jobs.clear();
-  }
-
-  /** Stops the workers; pending jobs are rejected. */
+  /** Stops the threads; pending calls are rejected. */
   close(): void {
-    for (const worker of this.#workers) worker.terminate();
-    this.#workers = [];
-    this.#failAll(new Error("compression pool closed"));
-    if (this.#url) URL.revokeObjectURL(this.#url);
+    if (this.#closed) return;
+    this.#closed = true;
+    // A context still in a call is freed when that call returns.
+    for (const slot of this.#allSlots) {
+      if (!this.#busy.has(slot)) this.#native!.freeCompressor(slot.ctx);
+    }
+    this.#workers?.stop();
+    this.#jobs.failAll(new Error("compression pool closed"));
   }
 }

@@ -9,7 +9,7 @@
 import { closeFd, O_RDONLY, openFd } from "../ffi/libc.ts";
 import { sizeOf } from "../ffi/seek.ts";
 import { type Extent, extentsOfFd } from "../sparse/extents.ts";
-import { CompressPool, defaultWorkers } from "./compress_pool.ts";
+import { CompressPool, defaultWorkers, type ZstdBackend } from "./compress_pool.ts";
 import { encodeHeader, encodeI64, END_OFFSET } from "./format.ts";
 
 /** Plaintext bytes per zstd frame. */
@@ -26,8 +26,10 @@ export interface PackStats {
 }
 
 export interface PackOptions {
-  /** Compression workers; default every core; 0 compresses on the calling thread. */
+  /** Compression threads; default every core; 0 compresses on the calling thread. */
   workers?: number;
+  /** zstd implementation: libzstd when present (default), or node:zlib workers. */
+  zstd?: ZstdBackend;
   /** Plaintext bytes per frame (default 4 MiB). */
   chunkSize?: number;
   /** Called after each frame is written. */
@@ -65,8 +67,9 @@ class FramePipeline {
     workers: number,
     writer: WritableStreamDefaultWriter<Uint8Array>,
     readonly onProgress?: (stats: PackStats) => void,
+    backend?: ZstdBackend,
   ) {
-    this.#pool = new CompressPool(workers);
+    this.#pool = new CompressPool(workers, backend);
     this.#writer = writer;
     this.#buffer = new ArrayBuffer(chunkSize);
   }
@@ -155,6 +158,7 @@ async function withPipeline(
     options.workers ?? defaultWorkers(),
     writer,
     options.onProgress,
+    options.zstd,
   );
   try {
     await body(pipeline);
