@@ -3,8 +3,8 @@
  * move data straight between a Uint8Array and the page cache with one call per chunk, without
  * the seek + async op pair Deno.FsFile needs per read or write.
  *
- * Contract: synchronous (errno read on the calling thread); short reads/writes are looped over;
- * failures throw a SyscallError naming the fd and offset.
+ * Contract: synchronous (errno read on the calling thread) except {@link pwriteOffThread}; short
+ * reads/writes are looped over; failures throw a SyscallError naming the fd and offset.
  *
  * @module
  */
@@ -13,6 +13,12 @@ import { lastErrno, SyscallError } from "./libc.ts";
 const SYMBOLS = {
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  pwriteOffThread: {
+    name: "pwrite",
+    parameters: ["i32", "buffer", "usize", "i64"],
+    result: "isize",
+    nonblocking: true,
+  },
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
 } as const;
 
@@ -73,6 +79,24 @@ export function pwriteFull(fd: number, buf: Uint8Array<ArrayBuffer>, offset: num
     }
     put += n;
   }
+}
+
+/**
+ * Writes all of `buf` at `offset` on Deno's FFI thread pool, so the calling thread keeps running;
+ * `buf` must stay untouched until the promise settles. A short or failed write is finished by
+ * {@link pwriteFull}, which reads errno on this thread.
+ */
+export async function pwriteOffThread(
+  fd: number,
+  buf: Uint8Array<ArrayBuffer>,
+  offset: number,
+): Promise<void> {
+  const n = Number(
+    await pio().pwriteOffThread(fd, buf, BigInt(buf.length), BigInt(offset)),
+  );
+  if (n === buf.length) return;
+  const done = Math.max(n, 0);
+  pwriteFull(fd, buf.subarray(done), offset + done);
 }
 
 /** Sets the size of the file open at `fd`. */

@@ -12,7 +12,7 @@
  */
 import { constants, zstdCompressSync } from "node:zlib";
 import { type NativeZstd, nativeZstd } from "./zstd_native.ts";
-import { Jobs, Slots, startWorkers, type WorkerSet } from "./workers.ts";
+import { BufferPool, detach, Jobs, Slots, startWorkers, type WorkerSet } from "./workers.ts";
 
 /** zstd level used for snapshots: fast, like upstream's SpeedFastest and `zstd -1`. */
 export const ZSTD_LEVEL = 1;
@@ -61,19 +61,17 @@ export type ZstdBackend = "auto" | "node";
 export interface CompressResult {
   frame: Uint8Array;
   buffer: ArrayBuffer;
-}
-
-interface NativeSlot {
-  ctx: Deno.PointerObject;
-  out: Uint8Array<ArrayBuffer>;
+  /** Hands the frame's memory back (reused or freed now); call once nothing reads `frame`. */
+  release(): void;
 }
 
 /** A fixed set of compression threads; `threads: 0` compresses on the calling thread. */
 export class CompressPool {
   #native?: NativeZstd;
-  #slots?: Slots<NativeSlot>;
-  #allSlots: NativeSlot[] = [];
-  #busy = new Set<NativeSlot>();
+  #slots?: Slots<Deno.PointerObject>;
+  #allSlots: Deno.PointerObject[] = [];
+  #busy = new Set<Deno.PointerObject>();
+  #frames: BufferPool;
   #workers?: WorkerSet;
   #jobs = new Jobs<CompressResult>();
   #closed = false;
@@ -81,11 +79,12 @@ export class CompressPool {
 
   constructor(threads = defaultWorkers(), backend: ZstdBackend = "auto") {
     this.parallelism = Math.max(1, threads);
+    this.#frames = new BufferPool(3 * this.parallelism);
     if (threads <= 0) return;
     this.#native = backend === "auto" ? nativeZstd() : undefined;
     if (this.#native) {
       for (let i = 0; i < threads; i++) {
-        this.#allSlots.push({ ctx: this.#native.compressor(ZSTD_LEVEL), out: new Uint8Array(0) });
+        this.#allSlots.push(this.#native.compressor(ZSTD_LEVEL));
       }
       this.#slots = new Slots(this.#allSlots);
       return;
@@ -98,19 +97,17 @@ export class CompressPool {
         this.#jobs.settle(
           data.id,
           data.error === undefined
-            ? { value: { frame: data.frame!, buffer: data.buffer } }
+            ? {
+              value: {
+                frame: data.frame!,
+                buffer: data.buffer,
+                release: () => detach(data.frame!),
+              },
+            }
             : { error: new Error(`zstd compression failed: ${data.error}`) },
         ),
       (error) => this.#jobs.failAll(error),
     );
-  }
-
-  /**
-   * True when frames arrive in buffers V8 does not account as memory pressure (transferred from
-   * workers), which callers should detach once written.
-   */
-  get transfers(): boolean {
-    return this.#workers !== undefined;
   }
 
   /**
@@ -122,7 +119,7 @@ export class CompressPool {
     const chunk = new Uint8Array(buffer, 0, length);
     if (this.#native) return this.#compressNative(this.#native, chunk);
     const workers = this.#workers?.workers;
-    if (!workers) return Promise.resolve({ frame: compressFrame(chunk), buffer });
+    if (!workers) return Promise.resolve({ frame: compressFrame(chunk), buffer, release() {} });
     return this.#jobs.start((id) =>
       workers[id % workers.length].postMessage({ id, buffer, length }, [buffer])
     );
@@ -132,18 +129,18 @@ export class CompressPool {
     native: NativeZstd,
     chunk: Uint8Array<ArrayBuffer>,
   ): Promise<CompressResult> {
-    const slot = await this.#slots!.acquire();
-    this.#busy.add(slot);
+    const ctx = await this.#slots!.acquire();
+    this.#busy.add(ctx);
+    const out = this.#frames.get(native.bound(chunk.length));
     try {
-      const bound = native.bound(chunk.length);
-      if (slot.out.length < bound) slot.out = new Uint8Array(bound);
-      const n = await native.compress(slot.ctx, chunk, slot.out);
+      const n = await native.compress(ctx, chunk, out);
       if (this.#closed) throw new Error("compression pool closed");
-      return { frame: slot.out.slice(0, n), buffer: chunk.buffer };
+      const frame = out.subarray(0, n);
+      return { frame, buffer: chunk.buffer, release: () => this.#frames.put(frame) };
     } finally {
-      this.#busy.delete(slot);
-      if (this.#closed) native.freeCompressor(slot.ctx);
-      else this.#slots!.release(slot);
+      this.#busy.delete(ctx);
+      if (this.#closed) native.freeCompressor(ctx);
+      else this.#slots!.release(ctx);
     }
   }
 
@@ -152,8 +149,8 @@ export class CompressPool {
     if (this.#closed) return;
     this.#closed = true;
     // A context still in a call is freed when that call returns.
-    for (const slot of this.#allSlots) {
-      if (!this.#busy.has(slot)) this.#native!.freeCompressor(slot.ctx);
+    for (const ctx of this.#allSlots) {
+      if (!this.#busy.has(ctx)) this.#native!.freeCompressor(ctx);
     }
     this.#workers?.stop();
     this.#jobs.failAll(new Error("compression pool closed"));

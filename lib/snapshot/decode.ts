@@ -10,14 +10,14 @@
  * @module
  */
 import { createZstdDecompress } from "node:zlib";
-import { basename, dirname, join } from "node:path";
 import { BodyParser, checkVersion, FormatError, hasMagic, HEADER_LENGTH, MAGIC } from "./format.ts";
 import { FrameScanner, type FrameSegment } from "./zstd_frames.ts";
 import { type Digest, digestZeros } from "./encode.ts";
 import { DecompressPool } from "./decompress_pool.ts";
+import { BufferPool, detach } from "./workers.ts";
 import { defaultWorkers, type ZstdBackend } from "./compress_pool.ts";
-import { closeFd, O_WRONLY, openFd } from "../ffi/libc.ts";
-import { pwriteFull, truncateFd } from "../ffi/pio.ts";
+import { writeViaTemp } from "./files.ts";
+import { pwriteOffThread, truncateFd } from "../ffi/pio.ts";
 
 /** Counters passed to `onProgress` and returned at the end. */
 export interface UnpackStats {
@@ -255,6 +255,7 @@ async function decodeFrames(
   progress: () => void,
 ): Promise<void> {
   const inFlight: { frame: Uint8Array; out: Promise<Uint8Array | null> }[] = [];
+  const frames = new BufferPool(pool ? 2 * pool.size + 1 : 0);
   const stream = async (frame: AsyncIterable<Uint8Array> | Iterable<Uint8Array>) => {
     for await (const plain of decompressFrame(frame)) {
       await consume.push(plain);
@@ -279,10 +280,9 @@ async function decodeFrames(
     } else {
       await consume.push(plain);
       progress();
-      // Nothing downstream keeps either once written; free them now (see detach).
-      consume.afterWrites(() => detach(plain!));
+      consume.afterWrites(() => pool!.recycle(plain!));
     }
-    detach(frame);
+    frames.put(frame);
   };
   try {
     for (let first = await source.next(); first; first = await source.next()) {
@@ -311,7 +311,12 @@ async function decodeFrames(
         })());
         continue;
       }
-      const frame = concat(parts, size);
+      const frame = frames.get(size);
+      let pos = 0;
+      for (const part of parts) {
+        frame.set(part, pos);
+        pos += part.length;
+      }
       inFlight.push({ frame, out: pool.decompress(frame) });
       if (inFlight.length >= 2 * pool.size) await takeOldest();
     }
@@ -319,24 +324,6 @@ async function decodeFrames(
   } finally {
     for (const job of inFlight) job.out.catch(() => {});
   }
-}
-
-/**
- * Frees a buffer nothing will read again. V8 collects large external buffers lazily, which let
- * hundreds of MB of consumed output pile up before a GC.
- */
-function detach(bytes: Uint8Array): void {
-  (bytes.buffer as ArrayBuffer & { transfer?: (n: number) => unknown }).transfer?.(0);
-}
-
-function concat(parts: Uint8Array[], size: number): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(size);
-  let pos = 0;
-  for (const part of parts) {
-    out.set(part, pos);
-    pos += part.length;
-  }
-  return out;
 }
 
 interface Consumer {
@@ -401,20 +388,41 @@ function isZero(bytes: Uint8Array): boolean {
   return true;
 }
 
+/** Writes a file sink keeps in flight before `write` waits. */
+const MAX_PENDING_WRITES = 8;
+
 /**
- * A file sink: each write is one pwrite at its offset (synchronous: the decompression threads keep
- * running meanwhile), holes stay unwritten, the size is set by truncation.
+ * A file sink: each write is one pwrite at its offset, run off this thread (it overlaps with
+ * reading and parsing; the decompression threads run meanwhile anyway); holes stay unwritten, the
+ * size is set by truncation. A failed write surfaces at the next call.
  */
-function fileSink(fd: number): ImageSink {
+function fileSink(fd: number): ImageSink & { drain(): Promise<void> } {
+  const pending = new Set<Promise<void>>();
+  let failure: unknown;
+  const settled = async () => {
+    await Promise.all(pending);
+    if (failure !== undefined) throw failure;
+  };
   return {
-    write(offset, bytes) {
-      pwriteFull(fd, bytes as Uint8Array<ArrayBuffer>, offset);
-      return Promise.resolve();
+    async write(offset, bytes) {
+      if (failure !== undefined) throw failure;
+      if (pending.size >= MAX_PENDING_WRITES) await Promise.race(pending);
+      const write: Promise<void> = pwriteOffThread(fd, bytes as Uint8Array<ArrayBuffer>, offset)
+        .catch((e) => void (failure ??= e))
+        .finally(() => pending.delete(write));
+      pending.add(write);
     },
-    afterWrites: (fn) => fn(),
-    resize(size) {
+    afterWrites(fn) {
+      if (pending.size === 0) fn();
+      else void Promise.all(pending).then(fn);
+    },
+    async resize(size) {
+      await settled();
       truncateFd(fd, size);
-      return Promise.resolve();
+    },
+    /** Waits for every write, failed or not (the fd must outlive them). */
+    async drain() {
+      await Promise.all(pending);
     },
   };
 }
@@ -454,25 +462,14 @@ export async function unpackToFile(
   destination: string,
   options: UnpackOptions = {},
 ): Promise<UnpackStats> {
-  const temp = join(
-    dirname(destination),
-    `.${basename(destination)}.partial-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`,
-  );
-  (await Deno.open(temp, { write: true, createNew: true, mode: 0o600 })).close();
-  let fd = -1;
-  try {
-    fd = openFd(temp, O_WRONLY);
-    const stats = await decodeInto(input, fileSink(fd), options, true);
-    const open = fd;
-    fd = -1;
-    closeFd(open);
-    await Deno.rename(temp, destination);
-    return stats;
-  } catch (e) {
-    if (fd >= 0) closeFd(fd);
-    await Deno.remove(temp).catch(() => {});
-    throw e;
-  }
+  return await writeViaTemp(destination, 0o600, async (fd) => {
+    const sink = fileSink(fd);
+    try {
+      return await decodeInto(input, sink, options, true);
+    } finally {
+      await sink.drain();
+    }
+  });
 }
 
 /**

@@ -10,7 +10,7 @@
 import type { ZstdBackend } from "./compress_pool.ts";
 import { frameContentSize } from "./zstd_frames.ts";
 import { type NativeZstd, nativeZstd } from "./zstd_native.ts";
-import { Jobs, Slots, startWorkers, type WorkerSet } from "./workers.ts";
+import { BufferPool, detach, Jobs, Slots, startWorkers, type WorkerSet } from "./workers.ts";
 
 const WORKER_SOURCE = `
 import { zstdDecompressSync } from "node:zlib";
@@ -36,10 +36,12 @@ export class DecompressPool {
   #busy = new Set<Deno.PointerObject>();
   #workers?: WorkerSet;
   #jobs = new Jobs<Uint8Array>();
+  #outputs: BufferPool;
   #closed = false;
 
   constructor(readonly size: number, readonly maxOutput: number, backend: ZstdBackend = "auto") {
     this.#native = backend === "auto" ? nativeZstd() : undefined;
+    this.#outputs = new BufferPool(2 * size + 2);
     if (this.#native) {
       for (let i = 0; i < size; i++) this.#allSlots.push(this.#native.decompressor());
       this.#slots = new Slots(this.#allSlots);
@@ -79,7 +81,7 @@ export class DecompressPool {
     const ctx = await this.#slots!.acquire();
     this.#busy.add(ctx);
     try {
-      const out = new Uint8Array(size);
+      const out = this.#outputs.get(size);
       const n = await native.decompress(ctx, frame, out);
       if (n !== size) {
         throw new Error(`the frame decoded to ${n} bytes, its header says ${size}`);
@@ -90,6 +92,12 @@ export class DecompressPool {
       if (this.#closed) native.freeDecompressor(ctx);
       else this.#slots!.release(ctx);
     }
+  }
+
+  /** Takes back an output of {@link decompress} that nothing will read again. */
+  recycle(out: Uint8Array): void {
+    if (this.#native) this.#outputs.put(out);
+    else detach(out);
   }
 
   /** Stops the threads; pending calls are rejected. */
