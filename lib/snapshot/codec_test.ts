@@ -1,9 +1,9 @@
 import { zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { assert, assertEquals, assertMatch, assertRejects } from "../../tests/assert.ts";
 import { extents } from "../sparse/extents.ts";
-import { type PackOptions, packSparseFile, packStream } from "./encode.ts";
+import { type PackOptions, packSparseFile, packSparseFileToFile, packStream } from "./encode.ts";
 import type { ZstdBackend } from "./compress_pool.ts";
-import { unpackToFile, unpackToStream } from "./decode.ts";
+import { unpackFileToFile, unpackToFile, unpackToStream } from "./decode.ts";
 import { encodeHeader, encodeI64 } from "./format.ts";
 
 const KiB = 1024;
@@ -211,6 +211,41 @@ Deno.test("plain zstd: concatenated frames and skippable frames decode as one st
     const input = concat([zstdCompressSync(a), skippable, zstdCompressSync(b)]);
     await unpackToFile(streamOf(input, 5), `${dir}/out`);
     assertEquals(await Deno.readFile(`${dir}/out`), concat([a, b]));
+  });
+});
+
+Deno.test("file to file: incompressible frames larger than a read chunk round-trip", async () => {
+  await withDir(async (dir) => {
+    // Random bytes: frames stay as large compressed, so 1.3 MiB frames straddle the decoder's
+    // 4 MiB reads at varying points and outgrow recycled 1 MiB frame buffers mid-frame; the
+    // default 4 MiB frames span whole reads.
+    const src = `${dir}/src`;
+    const data = new Uint8Array(9 * MiB);
+    for (let i = 0; i < data.length; i += 65536) {
+      crypto.getRandomValues(data.subarray(i, i + 65536));
+    }
+    await Deno.writeFile(src, new Uint8Array());
+    await Deno.truncate(src, 64 * MiB);
+    using f = await Deno.open(src, { write: true });
+    await f.seek(32 * MiB, Deno.SeekMode.Start);
+    for (let o = 0; o < data.length;) o += await f.write(data.subarray(o));
+    const cases: { workers: number; zstd?: ZstdBackend; chunkSize?: number }[] = [
+      ...DECODERS,
+      ...DECODERS.map((o) => ({ ...o, chunkSize: 1300 * KiB })),
+    ];
+    for (const [i, options] of cases.entries()) {
+      const packed = await packSparseFileToFile(src, `${dir}/packed-${i}`, options);
+      assertEquals(packed.dataBytes, data.length);
+      assertEquals(
+        await Deno.readFile(`${dir}/packed-${i}`),
+        await packToBytes(src, options, options.chunkSize),
+        "packSparseFileToFile writes what packSparseFile streams",
+      );
+      const stats = await unpackFileToFile(`${dir}/packed-${i}`, `${dir}/out-${i}`, options);
+      assertEquals(stats.logicalSize, 64 * MiB);
+      assertEquals(await Deno.readFile(`${dir}/out-${i}`), await Deno.readFile(src));
+      await sameExtents(src, `${dir}/out-${i}`);
+    }
   });
 });
 

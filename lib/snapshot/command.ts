@@ -9,10 +9,10 @@ import { partialPath } from "./files.ts";
 import { type Command, expectPositionals, parseFlags, UsageError } from "../cli/command.ts";
 import { formatBytes, progress } from "../cli/progress.ts";
 import { packSparseFile, packSparseFileToFile, packStream } from "./encode.ts";
-import { unpackToFile, unpackToStream } from "./decode.ts";
+import { unpackFileToFile, unpackToFile, unpackToStream } from "./decode.ts";
 
 /** A file's bytes in 8 MiB reads (the default readable reads 64 KiB at a time). */
-export function readFileStream(file: Deno.FsFile, chunkSize = 8 << 20): ReadableStream<Uint8Array> {
+export function readFileStream(file: Deno.FsFile, chunkSize = 1 << 20): ReadableStream<Uint8Array> {
   return new ReadableStream({
     async pull(controller) {
       const buffer = new Uint8Array(chunkSize);
@@ -140,11 +140,16 @@ Options:
     const parsed = codecArgs(this, args);
     if (!parsed) return 0;
     const { src, dst, workers, bar } = parsed;
-    const input = src === "-" ? Deno.stdin.readable : readFileStream(await Deno.open(src));
     const onProgress = (s: { compressedBytes: number }) => bar.update(s.compressedBytes);
-    const stats = dst === "-"
-      ? await unpackToStream(input, Deno.stdout.writable, { onProgress, workers })
-      : await unpackToFile(input, dst, { onProgress, workers });
+    let stats;
+    if (src !== "-" && dst !== "-") {
+      stats = await unpackFileToFile(src, dst, { onProgress, workers });
+    } else {
+      const input = src === "-" ? Deno.stdin.readable : readFileStream(await Deno.open(src));
+      stats = dst === "-"
+        ? await unpackToStream(input, Deno.stdout.writable, { onProgress, workers })
+        : await unpackToFile(input, dst, { onProgress, workers });
+    }
     bar.done(stats.compressedBytes);
     if (parsed.progress) {
       console.error(

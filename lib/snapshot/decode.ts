@@ -80,20 +80,69 @@ const POOL_OUTPUT_LIMIT = 16 << 20;
 /** Plain zstd: all-zero blocks of this size (aligned in the image) are left as holes. */
 const ZERO_BLOCK = 64 << 10;
 
+/** Compressed input, chunk by chunk. */
+interface ChunkInput {
+  /** The next chunk, or null at the end. */
+  read(): Promise<Uint8Array | null>;
+  /**
+   * True when a chunk is valid only until the next {@link read} (a reused buffer): whoever keeps
+   * bytes beyond that copies them.
+   */
+  readonly transient: boolean;
+  /** Stops reading early (on error). */
+  cancel(): Promise<void>;
+  /** Releases the input at the end, whatever happened. */
+  close(): void;
+}
+
+function streamInput(input: ReadableStream<Uint8Array>): ChunkInput {
+  const reader = input.getReader();
+  return {
+    transient: false,
+    async read() {
+      const { value, done } = await reader.read();
+      return done ? null : value;
+    },
+    cancel: () => reader.cancel().catch(() => {}),
+    close: () => reader.releaseLock(),
+  };
+}
+
+/** Compressed bytes read from a file per chunk (one reused buffer). */
+const FILE_CHUNK = 4 << 20;
+
+function fileInput(file: Deno.FsFile): ChunkInput {
+  const buffer = new Uint8Array(FILE_CHUNK);
+  let open = true;
+  return {
+    transient: true,
+    async read() {
+      const n = await file.read(buffer);
+      return n === null ? null : buffer.subarray(0, n);
+    },
+    cancel: () => Promise.resolve(),
+    close() {
+      if (open) file.close();
+      open = false;
+    },
+  };
+}
+
 /** Pulls frame segments out of the compressed input, counting bytes. */
 class FrameSource {
-  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #input: ChunkInput;
   #scanner = new FrameScanner();
   #pending: FrameSegment[] = [];
   #prefix: Uint8Array | undefined;
 
-  constructor(
-    reader: ReadableStreamDefaultReader<Uint8Array>,
-    prefix: Uint8Array,
-    readonly stats: UnpackStats,
-  ) {
-    this.#reader = reader;
+  constructor(input: ChunkInput, prefix: Uint8Array, readonly stats: UnpackStats) {
+    this.#input = input;
     this.#prefix = prefix.length ? prefix : undefined;
+  }
+
+  /** See {@link ChunkInput.transient}: segments are views valid until the next {@link next}. */
+  get transient(): boolean {
+    return this.#input.transient;
   }
 
   get frames(): number {
@@ -105,8 +154,8 @@ class FrameSource {
       let chunk = this.#prefix;
       this.#prefix = undefined;
       if (!chunk) {
-        const { value, done } = await this.#reader.read();
-        if (done) {
+        const value = await this.#input.read();
+        if (!value) {
           this.#scanner.finish();
           return null;
         }
@@ -118,16 +167,17 @@ class FrameSource {
     return this.#pending.shift()!;
   }
 
-  /** The rest of the frame opened by `first`. */
+  /** The rest of the frame opened by `first` (copies when the input is transient). */
   async *frame(first: FrameSegment): AsyncGenerator<Uint8Array> {
-    yield first.bytes;
+    const own = (bytes: Uint8Array) => this.transient ? bytes.slice() : bytes;
+    yield own(first.bytes);
     for (let segment = first; !segment.last;) {
       const next = await this.next();
       if (!next) {
         throw new FormatError("truncated stream: the compressed input ended inside a frame");
       }
       segment = next;
-      yield segment.bytes;
+      yield own(segment.bytes);
     }
   }
 }
@@ -172,14 +222,14 @@ async function* decompressFrame(
   }
 }
 
-/** Reads exactly `n` leading bytes (fewer at end of input). */
-async function readHead(reader: ReadableStreamDefaultReader<Uint8Array>, n: number) {
+/** Reads at least `n` leading bytes (fewer at end of input); returns a copy. */
+async function readHead(input: ChunkInput, n: number) {
   const parts: Uint8Array[] = [];
   let have = 0;
   while (have < n) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    parts.push(value);
+    const value = await input.read();
+    if (!value) break;
+    parts.push(input.transient ? value.slice() : value);
     have += value.length;
   }
   const all = new Uint8Array(have);
@@ -193,16 +243,15 @@ async function readHead(reader: ReadableStreamDefaultReader<Uint8Array>, n: numb
 
 /** Decodes `input` into `sink`; validates everything before returning. */
 async function decodeInto(
-  input: ReadableStream<Uint8Array>,
+  input: ChunkInput,
   sink: ImageSink,
   options: UnpackOptions,
   skipZeroBlocks: boolean,
 ): Promise<UnpackStats> {
   const stats: UnpackStats = { compressedBytes: 0, logicalSize: 0, writtenBytes: 0, sparse: false };
   if (options.digest) sink = digestingSink(sink, options.digest);
-  const reader = input.getReader();
   try {
-    const head = await readHead(reader, HEADER_LENGTH);
+    const head = await readHead(input, HEADER_LENGTH);
     stats.compressedBytes = head.length;
     if (head.length === 0) throw new FormatError("empty input: not a snapshot stream");
     stats.sparse = hasMagic(head);
@@ -218,7 +267,7 @@ async function decodeInto(
     ) {
       throw new FormatError("truncated stream: it ended inside the header");
     }
-    const source = new FrameSource(reader, rest, stats);
+    const source = new FrameSource(input, rest, stats);
     const consume = stats.sparse
       ? sparseConsumer(sink, stats)
       : plainConsumer(sink, stats, skipZeroBlocks);
@@ -236,10 +285,10 @@ async function decodeInto(
     options.onProgress?.(stats);
     return stats;
   } catch (e) {
-    await reader.cancel().catch(() => {});
+    await input.cancel();
     throw e;
   } finally {
-    reader.releaseLock();
+    input.close();
   }
 }
 
@@ -290,8 +339,21 @@ async function decodeFrames(
         await stream(source.frame(first));
         continue;
       }
-      const parts = [first.bytes];
-      let size = first.bytes.length;
+      // Segments are copied into a pooled buffer at once (the input's may be reused).
+      const whole = (n: number) => new Uint8Array(frames.get(n).buffer);
+      let buffer = whole(first.bytes.length);
+      let size = 0;
+      const add = (bytes: Uint8Array) => {
+        if (size + bytes.length > buffer.length) {
+          const bigger = whole(2 * (size + bytes.length));
+          bigger.set(buffer.subarray(0, size));
+          frames.put(buffer);
+          buffer = bigger;
+        }
+        buffer.set(bytes, size);
+        size += bytes.length;
+      };
+      add(first.bytes);
       let segment = first;
       while (!segment.last && size <= POOL_FRAME_LIMIT) {
         const next = await source.next();
@@ -299,23 +361,18 @@ async function decodeFrames(
           throw new FormatError("truncated stream: the compressed input ended inside a frame");
         }
         segment = next;
-        parts.push(segment.bytes);
-        size += segment.bytes.length;
+        add(segment.bytes);
       }
+      const frame = new Uint8Array(buffer.buffer, 0, size);
       if (!segment.last) {
         while (inFlight.length) await takeOldest();
         const last = segment;
         await stream((async function* () {
-          yield* parts;
+          yield frame;
           yield* source.frame({ ...last, bytes: new Uint8Array() });
         })());
+        frames.put(frame);
         continue;
-      }
-      const frame = frames.get(size);
-      let pos = 0;
-      for (const part of parts) {
-        frame.set(part, pos);
-        pos += part.length;
       }
       inFlight.push({ frame, out: pool.decompress(frame) });
       if (inFlight.length >= 2 * pool.size) await takeOldest();
@@ -457,19 +514,39 @@ function streamSink(writer: WritableStreamDefaultWriter<Uint8Array>): ImageSink 
  * Decodes `input` into the file `destination`: built as a temporary file next to it (mode 0600),
  * renamed into place once complete and valid; on failure nothing is left behind.
  */
-export async function unpackToFile(
+export function unpackToFile(
   input: ReadableStream<Uint8Array>,
   destination: string,
   options: UnpackOptions = {},
 ): Promise<UnpackStats> {
-  return await writeViaTemp(destination, 0o600, async (fd) => {
+  return decodeToFile(streamInput(input), destination, options);
+}
+
+/**
+ * {@link unpackToFile} with the input read from the file `source` (one reused read buffer instead
+ * of a stream's fresh chunks).
+ */
+export async function unpackFileToFile(
+  source: string,
+  destination: string,
+  options: UnpackOptions = {},
+): Promise<UnpackStats> {
+  return decodeToFile(fileInput(await Deno.open(source)), destination, options);
+}
+
+function decodeToFile(
+  input: ChunkInput,
+  destination: string,
+  options: UnpackOptions,
+): Promise<UnpackStats> {
+  return writeViaTemp(destination, 0o600, async (fd) => {
     const sink = fileSink(fd);
     try {
       return await decodeInto(input, sink, options, true);
     } finally {
       await sink.drain();
     }
-  });
+  }).finally(() => input.close());
 }
 
 /**
@@ -483,7 +560,7 @@ export async function unpackToStream(
 ): Promise<UnpackStats> {
   const writer = out.getWriter();
   try {
-    const stats = await decodeInto(input, streamSink(writer), options, false);
+    const stats = await decodeInto(streamInput(input), streamSink(writer), options, false);
     await writer.close();
     return stats;
   } catch (e) {
