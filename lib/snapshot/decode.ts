@@ -9,7 +9,6 @@
  *
  * @module
  */
-import { createZstdDecompress } from "node:zlib";
 import { BodyParser, checkVersion, FormatError, hasMagic, HEADER_LENGTH, MAGIC } from "./format.ts";
 import { FrameScanner, type FrameSegment } from "./zstd_frames.ts";
 import { type Digest, digestZeros } from "./encode.ts";
@@ -189,6 +188,8 @@ class FrameSource {
 async function* decompressFrame(
   frame: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
 ): AsyncGenerator<Uint8Array> {
+  // Imported here: only this fallback needs node:zlib (see ZSTD_PARAMS in compress_pool.ts).
+  const { createZstdDecompress } = await import("node:zlib");
   const decompressor = createZstdDecompress({ chunkSize: DECOMPRESS_CHUNK });
   const settled = () =>
     new Promise<void>((resolve) => {
