@@ -11,7 +11,7 @@
  * @module
  */
 import { type NativeZstd, nativeZstd } from "./zstd_native.ts";
-import { BufferPool, detach, Jobs, Slots, startWorkers, type WorkerSet } from "./workers.ts";
+import { BufferPool, ContextPool, detach, Jobs, startWorkers, type WorkerSet } from "./workers.ts";
 
 /** zstd level used for snapshots: fast, like upstream's SpeedFastest and `zstd -1`. */
 export const ZSTD_LEVEL = 1;
@@ -70,9 +70,7 @@ export interface CompressResult {
 /** A fixed set of compression threads; `threads: 0` compresses on the calling thread. */
 export class CompressPool {
   #native?: NativeZstd;
-  #slots?: Slots<Deno.PointerObject>;
-  #allSlots: Deno.PointerObject[] = [];
-  #busy = new Set<Deno.PointerObject>();
+  #contexts?: ContextPool<Deno.PointerObject>;
   #frames: BufferPool;
   #workers?: WorkerSet;
   #jobs = new Jobs<CompressResult>();
@@ -83,12 +81,12 @@ export class CompressPool {
     this.parallelism = Math.max(1, threads);
     this.#frames = new BufferPool(3 * this.parallelism);
     if (threads <= 0) return;
-    this.#native = backend === "auto" ? nativeZstd() : undefined;
-    if (this.#native) {
-      for (let i = 0; i < threads; i++) {
-        this.#allSlots.push(this.#native.compressor(ZSTD_LEVEL));
-      }
-      this.#slots = new Slots(this.#allSlots);
+    const native = this.#native = backend === "auto" ? nativeZstd() : undefined;
+    if (native) {
+      this.#contexts = new ContextPool(
+        Array.from({ length: threads }, () => native.compressor(ZSTD_LEVEL)),
+        (ctx) => native.freeCompressor(ctx),
+      );
       return;
     }
     this.#workers = startWorkers(
@@ -127,33 +125,21 @@ export class CompressPool {
     );
   }
 
-  async #compressNative(
-    native: NativeZstd,
-    chunk: Uint8Array<ArrayBuffer>,
-  ): Promise<CompressResult> {
-    const ctx = await this.#slots!.acquire();
-    this.#busy.add(ctx);
-    const out = this.#frames.get(native.bound(chunk.length));
-    try {
+  #compressNative(native: NativeZstd, chunk: Uint8Array<ArrayBuffer>): Promise<CompressResult> {
+    return this.#contexts!.use(async (ctx) => {
+      const out = this.#frames.get(native.bound(chunk.length));
       const n = await native.compress(ctx, chunk, out);
       if (this.#closed) throw new Error("compression pool closed");
       const frame = out.subarray(0, n);
       return { frame, buffer: chunk.buffer, release: () => this.#frames.put(frame) };
-    } finally {
-      this.#busy.delete(ctx);
-      if (this.#closed) native.freeCompressor(ctx);
-      else this.#slots!.release(ctx);
-    }
+    });
   }
 
   /** Stops the threads; pending calls are rejected. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    // A context still in a call is freed when that call returns.
-    for (const ctx of this.#allSlots) {
-      if (!this.#busy.has(ctx)) this.#native!.freeCompressor(ctx);
-    }
+    this.#contexts?.close();
     this.#workers?.stop();
     this.#jobs.failAll(new Error("compression pool closed"));
   }

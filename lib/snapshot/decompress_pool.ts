@@ -10,7 +10,7 @@
 import type { ZstdBackend } from "./compress_pool.ts";
 import { frameContentSize } from "./zstd_frames.ts";
 import { type NativeZstd, nativeZstd } from "./zstd_native.ts";
-import { BufferPool, detach, Jobs, Slots, startWorkers, type WorkerSet } from "./workers.ts";
+import { BufferPool, ContextPool, detach, Jobs, startWorkers, type WorkerSet } from "./workers.ts";
 
 const WORKER_SOURCE = `
 import { zstdDecompressSync } from "node:zlib";
@@ -31,20 +31,20 @@ self.onmessage = (event) => {
 /** A fixed set of decompression threads. */
 export class DecompressPool {
   #native?: NativeZstd;
-  #slots?: Slots<Deno.PointerObject>;
-  #allSlots: Deno.PointerObject[] = [];
-  #busy = new Set<Deno.PointerObject>();
+  #contexts?: ContextPool<Deno.PointerObject>;
   #workers?: WorkerSet;
   #jobs = new Jobs<Uint8Array>();
   #outputs: BufferPool;
   #closed = false;
 
   constructor(readonly size: number, readonly maxOutput: number, backend: ZstdBackend = "auto") {
-    this.#native = backend === "auto" ? nativeZstd() : undefined;
+    const native = this.#native = backend === "auto" ? nativeZstd() : undefined;
     this.#outputs = new BufferPool(2 * size + 2);
-    if (this.#native) {
-      for (let i = 0; i < size; i++) this.#allSlots.push(this.#native.decompressor());
-      this.#slots = new Slots(this.#allSlots);
+    if (native) {
+      this.#contexts = new ContextPool(
+        Array.from({ length: size }, () => native.decompressor()),
+        (ctx) => native.freeDecompressor(ctx),
+      );
       return;
     }
     this.#workers = startWorkers(
@@ -73,25 +73,19 @@ export class DecompressPool {
     return this.#jobs.start((id) => workers[id % workers.length].postMessage({ id, frame, size }));
   }
 
-  async #decompressNative(
+  #decompressNative(
     native: NativeZstd,
     frame: Uint8Array<ArrayBuffer>,
     size: number,
   ): Promise<Uint8Array> {
-    const ctx = await this.#slots!.acquire();
-    this.#busy.add(ctx);
-    try {
+    return this.#contexts!.use(async (ctx) => {
       const out = this.#outputs.get(size);
       const n = await native.decompress(ctx, frame, out);
       if (n !== size) {
         throw new Error(`the frame decoded to ${n} bytes, its header says ${size}`);
       }
       return out;
-    } finally {
-      this.#busy.delete(ctx);
-      if (this.#closed) native.freeDecompressor(ctx);
-      else this.#slots!.release(ctx);
-    }
+    });
   }
 
   /** Takes back an output of {@link decompress} that nothing will read again. */
@@ -104,7 +98,7 @@ export class DecompressPool {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const ctx of this.#allSlots) if (!this.#busy.has(ctx)) this.#native!.freeDecompressor(ctx);
+    this.#contexts?.close();
     this.#workers?.stop();
     this.#jobs.failAll(new Error("decompression pool closed"));
   }

@@ -1,6 +1,8 @@
 /**
- * Module workers built from source text (the compiled binary then needs no extra module files),
- * shared by the node:zlib compression and decompression pools.
+ * Threading helpers shared by the compression and decompression pools: module workers built from
+ * source text (the compiled binary then needs no extra module files) with their call bookkeeping
+ * for the node:zlib backend, a pool of native contexts for the libzstd backend, and recycled
+ * buffers.
  *
  * @module
  */
@@ -75,25 +77,37 @@ export class Jobs<T> {
   }
 }
 
-/** At most `n` holders of one of `n` resources at a time; others wait in order. */
-export class Slots<T> {
+/**
+ * A fixed set of native contexts, one per call in flight: {@link use} waits for a free one.
+ * {@link close} disposes of idle contexts at once and of busy ones when their call returns.
+ */
+export class ContextPool<T> {
   #free: T[];
-  #waiting: ((slot: T) => void)[] = [];
+  #waiting: ((ctx: T) => void)[] = [];
+  #closed = false;
 
-  constructor(slots: T[]) {
-    this.#free = [...slots];
+  constructor(contexts: T[], readonly dispose: (ctx: T) => void) {
+    this.#free = [...contexts];
   }
 
-  acquire(): Promise<T> {
-    const slot = this.#free.pop();
-    if (slot !== undefined) return Promise.resolve(slot);
-    return new Promise((resolve) => this.#waiting.push(resolve));
+  /** Runs `fn` with a context of its own. */
+  async use<R>(fn: (ctx: T) => Promise<R>): Promise<R> {
+    if (this.#closed) throw new Error("the pool is closed");
+    const ctx = this.#free.pop() ?? await new Promise<T>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await fn(ctx);
+    } finally {
+      const next = this.#waiting.shift();
+      if (this.#closed) this.dispose(ctx);
+      else if (next) next(ctx);
+      else this.#free.push(ctx);
+    }
   }
 
-  release(slot: T): void {
-    const next = this.#waiting.shift();
-    if (next) next(slot);
-    else this.#free.push(slot);
+  close(): void {
+    this.#closed = true;
+    for (const ctx of this.#free) this.dispose(ctx);
+    this.#free = [];
   }
 }
 
