@@ -1,3 +1,7 @@
+/**
+ * The small pieces of the API layer, pure: the serial queue, the worker state machine and the
+ * unknown-method answer.
+ */
 import { assertEquals, assertRejects } from "../../tests/assert.ts";
 import { SerialQueue } from "./serial.ts";
 import { encodeGrpcMessage, unknownMethodHeaders } from "./unknown_method.ts";

@@ -26,6 +26,7 @@ import {
   RuntimeError,
   type SnapshotScope,
   type WorkerInfo,
+  type WorkloadRequest,
 } from "./runtime.ts";
 
 /** Assets RunWorkload and RestoreWorkload need: the guest kernel and the guest image. */
@@ -172,17 +173,33 @@ function actorPathsOf(paths: AteomPaths, actor: ActorKey): ActorPaths {
   };
 }
 
-/** Validates a RunWorkloadRequest. */
-export function runRequestOf(req: RunWorkloadRequest, ctx: ValidationContext): RunRequest {
+/** The fields all three requests carry, validated with what `rpc` needs. */
+function workloadRequestOf(
+  req: RunWorkloadRequest | CheckpointWorkloadRequest | RestoreWorkloadRequest,
+  ctx: ValidationContext,
+  rpc: "RunWorkload" | "CheckpointWorkload" | "RestoreWorkload",
+  needs: { minContainers: number; assets: readonly string[] },
+): WorkloadRequest {
   const actor = actorKeyOf(req);
   return {
     actor,
     worker: ctx.worker,
     paths: actorPathsOf(ctx.paths, actor),
-    containers: containersOf(req.spec?.containers ?? [], actor, ctx.paths, "RunWorkload", 1),
-    runtimeAssetPaths: assetsOf(req.runtimeAssetPaths, REQUIRED_ASSETS),
+    containers: containersOf(
+      req.spec?.containers ?? [],
+      actor,
+      ctx.paths,
+      rpc,
+      needs.minContainers,
+    ),
+    runtimeAssetPaths: assetsOf(req.runtimeAssetPaths, needs.assets),
     actorLog: ctx.actorLog(actor),
   };
+}
+
+/** Validates a RunWorkloadRequest. */
+export function runRequestOf(req: RunWorkloadRequest, ctx: ValidationContext): RunRequest {
+  return workloadRequestOf(req, ctx, "RunWorkload", { minContainers: 1, assets: REQUIRED_ASSETS });
 }
 
 /** Validates a CheckpointWorkloadRequest (containers optional, no assets required). */
@@ -190,14 +207,8 @@ export function checkpointRequestOf(
   req: CheckpointWorkloadRequest,
   ctx: ValidationContext,
 ): CheckpointRequest {
-  const actor = actorKeyOf(req);
   return {
-    actor,
-    worker: ctx.worker,
-    paths: actorPathsOf(ctx.paths, actor),
-    containers: containersOf(req.spec?.containers ?? [], actor, ctx.paths, "CheckpointWorkload", 0),
-    runtimeAssetPaths: assetsOf(req.runtimeAssetPaths, []),
-    actorLog: ctx.actorLog(actor),
+    ...workloadRequestOf(req, ctx, "CheckpointWorkload", { minContainers: 0, assets: [] }),
     scope: scopeOf(req.scope),
     snapshotUriPrefix: req.snapshotUriPrefix,
   };
@@ -208,14 +219,11 @@ export function restoreRequestOf(
   req: RestoreWorkloadRequest,
   ctx: ValidationContext,
 ): RestoreRequest {
-  const actor = actorKeyOf(req);
   return {
-    actor,
-    worker: ctx.worker,
-    paths: actorPathsOf(ctx.paths, actor),
-    containers: containersOf(req.spec?.containers ?? [], actor, ctx.paths, "RestoreWorkload", 1),
-    runtimeAssetPaths: assetsOf(req.runtimeAssetPaths, REQUIRED_ASSETS),
-    actorLog: ctx.actorLog(actor),
+    ...workloadRequestOf(req, ctx, "RestoreWorkload", {
+      minContainers: 1,
+      assets: REQUIRED_ASSETS,
+    }),
     scope: scopeOf(req.scope),
     snapshotUriPrefix: req.snapshotUriPrefix,
   };

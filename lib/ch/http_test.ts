@@ -1,3 +1,7 @@
+/**
+ * cloud-hypervisor's HTTP/1.1 dialect: request bytes, and response parsing of status lines,
+ * Content-Length, chunked and to-EOF bodies.
+ */
 import { assert, assertEquals, assertThrows } from "../../tests/assert.ts";
 import {
   decodeChunked,

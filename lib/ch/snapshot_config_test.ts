@@ -1,3 +1,7 @@
+/**
+ * Reading and repointing a snapshot's config.json: net devices, the repointed fields only, atomic
+ * rewrite.
+ */
 import { assertEquals, assertRejects, assertThrows } from "../../tests/assert.ts";
 import {
   netDevicesOf,

@@ -10,7 +10,7 @@
  * @module
  */
 import type { Logger } from "../log/logger.ts";
-import { readProcText } from "../ffi/procfs.ts";
+import { parseStat, readStat } from "../ffi/procfs.ts";
 import { ChClient, type PingResult } from "./client.ts";
 
 export interface LaunchOptions {
@@ -230,22 +230,13 @@ export interface VmmIdentity {
 
 /** Field 22 (starttime) of a /proc/<pid>/stat text; the comm field may hold spaces or ')'. */
 export function parseStartTime(statText: string): string {
-  const fields = statText.slice(statText.lastIndexOf(")") + 2).split(" ");
-  const start = fields[19];
-  if (!start || !/^\d+$/.test(start)) {
-    throw new Error(`malformed /proc stat line: ${statText.slice(0, 80)}`);
-  }
-  return start;
+  return String(parseStat(statText).startTicks);
 }
 
 /** The state letter and start time of a live process, or undefined when there is none. */
 async function procStat(pid: number): Promise<{ state: string; startTime: string } | undefined> {
-  const text = await readProcText(`/proc/${pid}/stat`);
-  if (text === undefined) return undefined;
-  return {
-    state: text.slice(text.lastIndexOf(")") + 2).split(" ")[0],
-    startTime: parseStartTime(text),
-  };
+  const stat = await readStat(pid);
+  return stat && { state: stat.state, startTime: String(stat.startTicks) };
 }
 
 /** The identity of a running process (for persisting a VMM's pid with its start time). */

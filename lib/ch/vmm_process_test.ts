@@ -1,3 +1,7 @@
+/**
+ * VMM process helpers without a VMM: output line splitting, api socket path checks, start time
+ * from /proc stat.
+ */
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
 import { checkApiSocketPath, forwardLines, parseStartTime } from "./vmm_process.ts";
 

@@ -1,3 +1,4 @@
+/** The command table: each lazily loaded entry matches the command it loads; names are unique. */
 import { assertEquals } from "../../tests/assert.ts";
 import { COMMANDS } from "./commands.ts";
 

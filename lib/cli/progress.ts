@@ -68,3 +68,37 @@ export function progress(label: string, enabled: boolean, options: ProgressOptio
     },
   };
 }
+
+/** A {@link fileProgress} reporter: `update` takes the file being transferred and its bytes so far. */
+export interface FileProgress {
+  update(step: { file: string; bytes: number }): void;
+  end(): void;
+}
+
+/**
+ * Progress of a transfer of several files (push, pull): one bar per file, labelled
+ * `verb file`, finished when the next file starts or at `end`. A no-op when `enabled` is false.
+ */
+export function fileProgress(
+  verb: string,
+  enabled: boolean,
+  options: ProgressOptions = {},
+): FileProgress {
+  let current = "";
+  let bar = progress(verb, false);
+  let last = 0;
+  return {
+    update({ file, bytes }) {
+      if (file !== current) {
+        if (current) bar.done(last);
+        current = file;
+        bar = progress(`${verb} ${file}`, enabled, options);
+      }
+      last = bytes;
+      bar.update(bytes);
+    },
+    end() {
+      if (current) bar.done(last);
+    },
+  };
+}

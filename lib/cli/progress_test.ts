@@ -1,5 +1,9 @@
+/**
+ * Progress output against a fake stderr and clock: formatting, terminal redraws, plain lines, per-
+ * file bars.
+ */
 import { assertEquals } from "../../tests/assert.ts";
-import { formatBytes, formatProgress, progress } from "./progress.ts";
+import { fileProgress, formatBytes, formatProgress, progress } from "./progress.ts";
 
 function fakeOut(terminal: boolean) {
   const written: string[] = [];
@@ -59,5 +63,28 @@ Deno.test("progress off a terminal prints occasional plain lines; disabled print
   const off = progress("pack", false, { out: quiet.out });
   off.update(1);
   off.done(1);
+  assertEquals(quiet.written, []);
+});
+
+Deno.test("fileProgress draws one bar per file and finishes each", () => {
+  const { written, out } = fakeOut(false);
+  let clock = 0;
+  const bars = fileProgress("push", true, { out, now: () => clock, interval: 5000 });
+  clock = 1000;
+  bars.update({ file: "config.json", bytes: 1024 });
+  bars.update({ file: "memory-ranges", bytes: 2048 });
+  clock = 2000;
+  bars.update({ file: "memory-ranges", bytes: 4096 });
+  bars.end();
+  assertEquals(written, [
+    "push config.json 1.0 KiB -\n",
+    "push config.json 1.0 KiB - done\n",
+    "push memory-ranges 2.0 KiB -\n",
+    "push memory-ranges 4.0 KiB 4.0 KiB/s done\n",
+  ]);
+  const quiet = fakeOut(false);
+  const off = fileProgress("pull", false, { out: quiet.out });
+  off.update({ file: "a", bytes: 1 });
+  off.end();
   assertEquals(quiet.written, []);
 });

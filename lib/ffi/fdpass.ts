@@ -71,11 +71,6 @@ export class UnixFdSocket {
       writeFd(this.#fd, data);
       return;
     }
-    const iov = new Uint8Array(16);
-    const iovView = new DataView(iov.buffer);
-    iovView.setBigUint64(0, addressOf(data), true);
-    iovView.setBigUint64(8, BigInt(data.length), true);
-
     const control = new Uint8Array(CMSG_HEADER + align8(4 * fds.length));
     const cv = new DataView(control.buffer);
     cv.setBigUint64(0, BigInt(CMSG_HEADER + 4 * fds.length), true);
@@ -83,14 +78,8 @@ export class UnixFdSocket {
     cv.setInt32(12, SCM_RIGHTS, true);
     fds.forEach((fd, i) => cv.setInt32(CMSG_HEADER + 4 * i, fd, true));
 
-    const msg = new Uint8Array(MSGHDR_SIZE);
-    const mv = new DataView(msg.buffer);
-    mv.setBigUint64(16, addressOf(iov), true);
-    mv.setBigUint64(24, 1n, true);
-    mv.setBigUint64(32, addressOf(control), true);
-    mv.setBigUint64(40, BigInt(control.length), true);
-
-    const sent = Number(check("sendmsg", sym().sendmsg(this.#fd, msg, MSG_NOSIGNAL)));
+    const bufs = messageBuffers(data, control);
+    const sent = Number(check("sendmsg", sym().sendmsg(this.#fd, bufs.msg, MSG_NOSIGNAL)));
     if (sent < data.length) writeFd(this.#fd, data.subarray(sent));
   }
 
@@ -113,14 +102,16 @@ export class UnixFdSocket {
   }
 }
 
-/** The buffers of one recvmsg(2) call: the msghdr points into `data` and `control`. */
-function recvBuffers(max: number, maxFds: number) {
-  const data = new Uint8Array(max);
+/**
+ * The buffers of one sendmsg(2)/recvmsg(2) call: a msghdr with one iovec over all of `data` and
+ * `control` as its ancillary data. The msghdr holds raw addresses, so keep the returned object
+ * (which references every buffer) alive until the call returns.
+ */
+function messageBuffers(data: Uint8Array<ArrayBuffer>, control: Uint8Array<ArrayBuffer>) {
   const iov = new Uint8Array(16);
   const iovView = new DataView(iov.buffer);
   iovView.setBigUint64(0, addressOf(data), true);
-  iovView.setBigUint64(8, BigInt(max), true);
-  const control = new Uint8Array(CMSG_HEADER + align8(4 * maxFds));
+  iovView.setBigUint64(8, BigInt(data.length), true);
   const msg = new Uint8Array(MSGHDR_SIZE);
   const mv = new DataView(msg.buffer);
   mv.setBigUint64(16, addressOf(iov), true);
@@ -128,6 +119,11 @@ function recvBuffers(max: number, maxFds: number) {
   mv.setBigUint64(32, addressOf(control), true);
   mv.setBigUint64(40, BigInt(control.length), true);
   return { data, iov, control, msg };
+}
+
+/** Empty buffers for one recvmsg(2) of up to `max` bytes and `maxFds` fds. */
+function recvBuffers(max: number, maxFds: number) {
+  return messageBuffers(new Uint8Array(max), new Uint8Array(CMSG_HEADER + align8(4 * maxFds)));
 }
 
 /** The bytes and fds a finished recvmsg(2) of `n` bytes left in `bufs`. */

@@ -1,3 +1,7 @@
+/**
+ * Receiving bytes and fds off the event loop (recvWithFdsAsync), and waking a pending read with
+ * abort().
+ */
 import { assert, assertEquals } from "../../tests/assert.ts";
 import { closeFd, fstatFd, O_RDWR, openFd } from "./libc.ts";
 import { recvWithFdsAsync, UnixFdListener, UnixFdSocket } from "./fdpass.ts";

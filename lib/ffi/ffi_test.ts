@@ -1,3 +1,7 @@
+/**
+ * The libc wrappers on this host: SyscallError messages, SCM_RIGHTS fd passing, multi-queue taps
+ * in a netns (root).
+ */
 import { assert, assertEquals, assertThrows } from "../../tests/assert.ts";
 import { closeFd, fstatFd, O_RDWR, openFd, readFd, SyscallError } from "./libc.ts";
 import { recvWithFds, UnixFdListener, UnixFdSocket } from "./fdpass.ts";

@@ -8,76 +8,39 @@
  *
  * @module
  */
-import { lastErrno, SyscallError } from "./libc.ts";
-
-const SYMBOLS = {
-  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
-  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
-  pwriteOffThread: {
-    name: "pwrite",
-    parameters: ["i32", "buffer", "usize", "i64"],
-    result: "isize",
-    nonblocking: true,
-  },
-  ftruncate: { parameters: ["i32", "i64"], result: "i32" },
-} as const;
-
-let lib: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] | undefined;
-
-function pio() {
-  if (!lib) {
-    let lastError: unknown;
-    for (
-      const name of [
-        "libc.so.6",
-        "/lib/x86_64-linux-gnu/libc.so.6",
-        "/lib/aarch64-linux-gnu/libc.so.6",
-      ]
-    ) {
-      try {
-        lib = Deno.dlopen(name, SYMBOLS).symbols;
-        break;
-      } catch (e) {
-        lastError = e;
-      }
-    }
-    if (!lib) throw new Error(`cannot load libc pread/pwrite through Deno FFI: ${lastError}`);
-  }
-  return lib;
-}
-
-const EINTR = 4;
+import { Errno, lastErrno, sym, SyscallError } from "./libc.ts";
 
 /** Reads exactly `buf.length` bytes at `offset`; throws on EOF before that. */
 export function preadFull(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number): void {
-  let got = 0;
-  while (got < buf.length) {
-    const n = Number(
-      pio().pread(fd, buf.subarray(got), BigInt(buf.length - got), BigInt(offset + got)),
-    );
-    if (n < 0) {
-      const errno = lastErrno();
-      if (errno === EINTR) continue;
-      throw new SyscallError("pread", errno, `fd ${fd} offset ${offset + got}`);
-    }
-    if (n === 0) throw new Error(`pread fd ${fd}: unexpected end of file at ${offset + got}`);
-    got += n;
-  }
+  transferAt("pread", fd, buf, offset);
 }
 
 /** Writes all of `buf` at `offset`. */
 export function pwriteFull(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number): void {
-  let put = 0;
-  while (put < buf.length) {
+  transferAt("pwrite", fd, buf, offset);
+}
+
+/** Loops `call` over short transfers and EINTR until all of `buf` has moved. */
+function transferAt(
+  call: "pread" | "pwrite",
+  fd: number,
+  buf: Uint8Array<ArrayBuffer>,
+  offset: number,
+): void {
+  let done = 0;
+  while (done < buf.length) {
     const n = Number(
-      pio().pwrite(fd, buf.subarray(put), BigInt(buf.length - put), BigInt(offset + put)),
+      sym()[call](fd, buf.subarray(done), BigInt(buf.length - done), BigInt(offset + done)),
     );
     if (n < 0) {
       const errno = lastErrno();
-      if (errno === EINTR) continue;
-      throw new SyscallError("pwrite", errno, `fd ${fd} offset ${offset + put}`);
+      if (errno === Errno.EINTR) continue;
+      throw new SyscallError(call, errno, `fd ${fd} offset ${offset + done}`);
     }
-    put += n;
+    if (n === 0 && call === "pread") {
+      throw new Error(`pread fd ${fd}: unexpected end of file at ${offset + done}`);
+    }
+    done += n;
   }
 }
 
@@ -92,7 +55,7 @@ export async function pwriteOffThread(
   offset: number,
 ): Promise<void> {
   const n = Number(
-    await pio().pwriteOffThread(fd, buf, BigInt(buf.length), BigInt(offset)),
+    await sym().pwriteOffThread(fd, buf, BigInt(buf.length), BigInt(offset)),
   );
   if (n === buf.length) return;
   const done = Math.max(n, 0);
@@ -101,7 +64,7 @@ export async function pwriteOffThread(
 
 /** Sets the size of the file open at `fd`. */
 export function truncateFd(fd: number, size: number): void {
-  if (pio().ftruncate(fd, BigInt(size)) < 0) {
+  if (sym().ftruncate(fd, BigInt(size)) < 0) {
     throw new SyscallError("ftruncate", lastErrno(), `fd ${fd} size ${size}`);
   }
 }

@@ -7,37 +7,7 @@
  *
  * @module
  */
-import { cString, lastErrno, SyscallError } from "./libc.ts";
-
-const SYMBOLS = {
-  llistxattr: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
-  lgetxattr: { parameters: ["buffer", "buffer", "buffer", "usize"], result: "isize" },
-  lsetxattr: { parameters: ["buffer", "buffer", "buffer", "usize", "i32"], result: "i32" },
-} as const;
-
-let lib: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] | undefined;
-
-function xattrLib() {
-  if (!lib) {
-    let lastError: unknown;
-    for (
-      const name of [
-        "libc.so.6",
-        "/lib/x86_64-linux-gnu/libc.so.6",
-        "/lib/aarch64-linux-gnu/libc.so.6",
-      ]
-    ) {
-      try {
-        lib = Deno.dlopen(name, SYMBOLS).symbols;
-        break;
-      } catch (e) {
-        lastError = e;
-      }
-    }
-    if (!lib) throw new Error(`cannot load libc xattr calls through Deno FFI: ${lastError}`);
-  }
-  return lib;
-}
+import { cString, Errno, lastErrno, sym, SyscallError } from "./libc.ts";
 
 const decoder = new TextDecoder();
 
@@ -57,12 +27,10 @@ function readSized(
     const got = Number(fill(buf, buf.length));
     if (got >= 0) return buf.subarray(0, got);
     const errno = lastErrno();
-    if (errno !== ERANGE) throw new SyscallError(call, errno, path);
+    if (errno !== Errno.ERANGE) throw new SyscallError(call, errno, path);
   }
-  throw new SyscallError(call, ERANGE, `${path}: value keeps changing size`);
+  throw new SyscallError(call, Errno.ERANGE, `${path}: value keeps changing size`);
 }
-
-const ERANGE = 34;
 
 const listBuf = new Uint8Array(64 * 1024);
 
@@ -70,11 +38,11 @@ const listBuf = new Uint8Array(64 * 1024);
 export function listXattrs(path: string): string[] {
   const p = cString(path);
   // One call in the common case (the list fits the shared buffer); the sized loop otherwise.
-  const n = Number(xattrLib().llistxattr(p, listBuf, BigInt(listBuf.length)));
+  const n = Number(sym().llistxattr(p, listBuf, BigInt(listBuf.length)));
   const raw = n >= 0
     ? listBuf.subarray(0, n)
-    : lastErrno() === ERANGE
-    ? readSized("llistxattr", path, (buf, len) => xattrLib().llistxattr(p, buf, BigInt(len)))
+    : lastErrno() === Errno.ERANGE
+    ? readSized("llistxattr", path, (buf, len) => sym().llistxattr(p, buf, BigInt(len)))
     : (() => {
       throw new SyscallError("llistxattr", lastErrno(), path);
     })();
@@ -89,20 +57,18 @@ export function getXattr(path: string, name: string): Uint8Array {
   return readSized(
     "lgetxattr",
     `${path} ${name}`,
-    (buf, len) => xattrLib().lgetxattr(p, n, buf, BigInt(len)),
+    (buf, len) => sym().lgetxattr(p, n, buf, BigInt(len)),
   );
 }
 
 /** Sets xattr `name` of `path` (the link itself for a symlink) to `value`. */
 export function setXattr(path: string, name: string, value: Uint8Array): void {
   const v = new Uint8Array(value);
-  const r = xattrLib().lsetxattr(cString(path), cString(name), v, BigInt(v.length), 0);
+  const r = sym().lsetxattr(cString(path), cString(name), v, BigInt(v.length), 0);
   if (r < 0) throw new SyscallError("lsetxattr", lastErrno(), `${path} ${name}`);
 }
 
 /** Whether `err` says the filesystem does not support xattrs (or this namespace). */
 export function isXattrUnsupported(err: unknown): boolean {
-  return err instanceof SyscallError && err.errno === ENOTSUP;
+  return err instanceof SyscallError && err.errno === Errno.ENOTSUP;
 }
-
-const ENOTSUP = 95;

@@ -1,3 +1,6 @@
+/**
+ * Extended attributes on a temp file and a symlink: set, list in order, get, no symlink following.
+ */
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
 import { getXattr, listXattrs, setXattr } from "./xattr.ts";
 

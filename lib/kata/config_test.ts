@@ -1,3 +1,7 @@
+/**
+ * kata configuration.toml reading (sizes, kernel_params, defaults, one-line errors) and the kernel
+ * cmdline helpers.
+ */
 import { parseKataConfig, readKataConfig, withAgentDebug, withDebugConsole } from "./config.ts";
 import { assertEquals, assertRejects, assertThrows } from "../../tests/assert.ts";
 

@@ -1,3 +1,4 @@
+/** The guest network as kata-agent values: interface and gateway neighbour. */
 import {
   gatewayNeighbor,
   guestInterface,

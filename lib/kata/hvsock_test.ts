@@ -10,18 +10,10 @@ import { dialHybridVsock, HybridVsockDialError } from "./hvsock.ts";
 import { TtrpcClient } from "../ttrpc/client.ts";
 import { encodeFrame, MESSAGE_TYPE_RESPONSE } from "../ttrpc/frame.ts";
 import { encodeResponse } from "../ttrpc/messages.ts";
+import { withTempDir } from "../../tests/temp.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "hvsock-test-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** Reads what the dialer sent up to and including the newline, byte by byte. */
 async function readRequestLine(conn: Deno.Conn): Promise<string> {
@@ -51,7 +43,7 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
 }
 
 Deno.test("dial retries a close-without-reply, then hands over the bytes after OK intact", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("hvsock-test-", async (dir) => {
     const path = `${dir}/vsock.sock`;
     const listener = Deno.listen({ transport: "unix", path });
     const requests: string[] = [];
@@ -96,7 +88,7 @@ Deno.test("dial retries a close-without-reply, then hands over the bytes after O
 });
 
 Deno.test("dial retries while the socket file is missing or refuses connections", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("hvsock-test-", async (dir) => {
     const path = `${dir}/vsock.sock`;
     let listener: Deno.UnixListener | undefined;
     const retries: string[] = [];
@@ -131,7 +123,7 @@ Deno.test("dial retries while the socket file is missing or refuses connections"
 });
 
 Deno.test("dial reports the deadline with the last reason", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("hvsock-test-", async (dir) => {
     const path = `${dir}/vsock.sock`;
     const listener = Deno.listen({ transport: "unix", path });
     let attempts = 0;
@@ -158,7 +150,7 @@ Deno.test("dial reports the deadline with the last reason", async () => {
 });
 
 Deno.test("dial gives up at the deadline while the peer never answers", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("hvsock-test-", async (dir) => {
     const path = `${dir}/vsock.sock`;
     const listener = Deno.listen({ transport: "unix", path });
     const silent = (async () => {
@@ -179,7 +171,7 @@ Deno.test("dial gives up at the deadline while the peer never answers", async ()
 });
 
 Deno.test("dial fails at once on a reply other than OK <n>", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("hvsock-test-", async (dir) => {
     const path = `${dir}/vsock.sock`;
     const listener = Deno.listen({ transport: "unix", path });
     const replies = ["ERR no such port\n", "OK\n", "OK 12x\n", "x".repeat(40)];
@@ -212,7 +204,7 @@ Deno.test("dial fails at once on a reply other than OK <n>", async () => {
 });
 
 Deno.test("dial is abortable while waiting for the reply and between attempts", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("hvsock-test-", async (dir) => {
     const path = `${dir}/vsock.sock`;
     const listener = Deno.listen({ transport: "unix", path });
     const controller = new AbortController();

@@ -1,3 +1,4 @@
+/** The CreateSandbox request: resolv.conf lines, sandbox id, hostname and DNS. */
 import { createSandboxRequest, resolvConfLines } from "./sandbox.ts";
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
 

@@ -1,3 +1,4 @@
+/** OCI spec → kata-agent spec and CreateContainer request, field by field; virtio disk names. */
 import { toJson } from "@bufbuild/protobuf";
 import { SpecSchema } from "../../proto/gen/kata/oci_pb.ts";
 import {

@@ -1,3 +1,7 @@
+/**
+ * Actor-log envelopes as upstream writes them: wrapping and merging lines, labels, Go's JSON
+ * escaping, line splitting.
+ */
 import { assert, assertEquals, assertMatch } from "../../tests/assert.ts";
 import { type ActorLabels, actorLogWriter, LineSplitter } from "./actorlog.ts";
 import { jsonLogger } from "./logger.ts";

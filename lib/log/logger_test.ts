@@ -1,3 +1,4 @@
+/** The JSON logger's slog shape, levels and time format; the GCE labels key decision. */
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
 import { formatTime, jsonLogger, parseLevel } from "./logger.ts";
 

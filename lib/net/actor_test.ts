@@ -1,3 +1,4 @@
+/** ip_forward handling of the actor network: the knob is written in place, never created. */
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
 import { enableIpv4Forwarding } from "./actor.ts";
 

@@ -1,3 +1,4 @@
+/** The actor network plan, golden: the ip, tc and nft scripts and the guest network values. */
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
 import {
   deleteLinksScript,

@@ -1,3 +1,4 @@
+/** Running network tools: stdin, recording, one-line failures naming the failing batch line. */
 import { assert, assertEquals, assertMatch, assertRejects } from "../../tests/assert.ts";
 import { annotateBatchError, CommandError, ProcessRunner, runChecked } from "./runner.ts";
 

@@ -1,3 +1,4 @@
+/** The startup check of the network tools: each missing tool named with its Debian package. */
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
 import { checkNetworkTools, missingNetworkTools } from "./tools.ts";
 

@@ -1,3 +1,4 @@
+/** The shared layout (upstream ateompath under a base path) and the id validation behind it. */
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
 import {
   ateomNetnsName,

@@ -1,3 +1,7 @@
+/**
+ * buildImage end to end with mkfs.ext4: reproducible images, reuse, shared builds, failures leave
+ * nothing.
+ */
 import { assert, assertEquals, assertMatch, assertRejects } from "../../tests/assert.ts";
 import {
   createTree,
@@ -16,19 +20,11 @@ import { dataBytes } from "../sparse/extents.ts";
 import { getXattr } from "../ffi/xattr.ts";
 import { buildImage, type BuildProgress, buildStats, KEY_XATTR, recordedKey } from "./build.ts";
 import { HEADROOM_BYTES } from "./ext4.ts";
+import { withTempDir } from "../../tests/temp.ts";
 
 const isRoot = Deno.uid() === 0;
 const MiB = 1024 * 1024;
 const enc = new TextEncoder();
-
-async function withDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "rootfs-build-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 async function makeTree(dir: string, name: string, opts: { reverse?: boolean; atime?: number }) {
   const root = `${dir}/${name}`;
@@ -56,7 +52,7 @@ Deno.test({
     "buildImage: e2fsck clean; debugfs shows every file, mode, owner, link, device, xattr, mtime",
   ignore: !isRoot,
   async fn() {
-    await withDir(async (dir) => {
+    await withTempDir("rootfs-build-", async (dir) => {
       const src = await makeTree(dir, "src", {});
       const image = `${dir}/out.ext4`;
       const result = await buildImage(src, image, { verify: true });
@@ -125,7 +121,7 @@ Deno.test({
   name: "buildImage: trees created in different orders and atimes give sha256-identical images",
   ignore: !isRoot,
   async fn() {
-    await withDir(async (dir) => {
+    await withTempDir("rootfs-build-", async (dir) => {
       const a = await makeTree(dir, "a", { atime: 1_000_000_000 });
       const b = await makeTree(dir, "b", { reverse: true, atime: 1_200_000_000 });
       await Deno.mkdir(`${dir}/elsewhere`);
@@ -166,7 +162,7 @@ Deno.test({
   name: "buildImage: skipped when the image exists for the same content, rebuilt once written",
   ignore: !isRoot,
   async fn() {
-    await withDir(async (dir) => {
+    await withTempDir("rootfs-build-", async (dir) => {
       const src = await makeTree(dir, "src", {});
       const image = `${dir}/out.ext4`;
       // A temp file left by a dead builder (pid 0 never runs one) is swept by the next build.
@@ -197,7 +193,7 @@ Deno.test({
   name: "buildImage: concurrent requests share one mkfs; a cancelled caller does not stop it",
   ignore: !isRoot,
   async fn() {
-    await withDir(async (dir) => {
+    await withTempDir("rootfs-build-", async (dir) => {
       const src = await makeTree(dir, "src", {});
       const image = `${dir}/out.ext4`;
       const runs = buildStats.mkfsRuns;
@@ -231,7 +227,7 @@ Deno.test({
   name: "buildImage: mkfs failure leaves neither output nor temp file",
   ignore: !isRoot,
   async fn() {
-    await withDir(async (dir) => {
+    await withTempDir("rootfs-build-", async (dir) => {
       const src = await makeTree(dir, "src", {});
       await Deno.mkdir(`${dir}/out`);
       await assertRejects(
@@ -244,7 +240,7 @@ Deno.test({
 });
 
 Deno.test("buildImage: a missing source is a one-line error and writes nothing", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("rootfs-build-", async (dir) => {
     const err = await assertRejects(
       () => buildImage(`${dir}/nope`, `${dir}/img`),
       /^source directory .*nope does not exist; pass the bundle's rootfs directory$/,
@@ -258,7 +254,7 @@ Deno.test({
   name: "buildImage: resolv.conf is written into the image, the bundle is untouched",
   ignore: !isRoot,
   async fn() {
-    await withDir(async (dir) => {
+    await withTempDir("rootfs-build-", async (dir) => {
       const specs: Spec[] = variedTree().filter((s) => s.path !== "etc/hosts");
       const src = `${dir}/src`;
       await Deno.mkdir(src);

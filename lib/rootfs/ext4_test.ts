@@ -1,3 +1,6 @@
+/**
+ * The pure parts of the ext4 build: mkfs argv, ids, geometry, debugfs scripts, used-inode parsing.
+ */
 import { assert, assertEquals, assertThrows } from "../../tests/assert.ts";
 import {
   debugfsErrors,

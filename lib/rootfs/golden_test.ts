@@ -1,3 +1,7 @@
+/**
+ * The golden rootfs template: saved once as a sparse copy, reset restores the disk, a failed reset
+ * changes nothing.
+ */
 import { assert, assertEquals } from "../../tests/assert.ts";
 import { allocatedBytes, MiB, readAll, writeSparse } from "../../tests/sparse/testdata.ts";
 import { resetFromGolden, saveGolden } from "./golden.ts";

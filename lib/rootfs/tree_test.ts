@@ -1,3 +1,7 @@
+/**
+ * The rootfs tree walk: byte-wise name order, entries with metadata, and the content and metadata
+ * hashes.
+ */
 import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
 import { setXattr } from "../ffi/xattr.ts";
 import { compareNames, entryRecord, hashTree, metadataHash, scanTree } from "./tree.ts";

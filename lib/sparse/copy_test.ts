@@ -1,25 +1,18 @@
+/**
+ * Sparse copies on real files: same bytes and extents, holes kept, destinations refused or
+ * replaced atomically.
+ */
 import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
 import { copyRegions, sparseCopy, sparseCopyReplace } from "./copy.ts";
 import { extents } from "./extents.ts";
 import { allocatedBytes, MiB, readAll, writeSparse } from "../../tests/sparse/testdata.ts";
+import { withTempDir } from "../../tests/temp.ts";
 
-async function collect(path: string) {
-  const out: [number, number][] = [];
-  for await (const [s, e] of extents(path)) out.push([s, e]);
-  return out;
-}
-
-async function withDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "sparse-copy-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+/** The data extents of `path`, as [start, end) pairs. */
+const extentsOf = (path: string) => Array.fromAsync(extents(path));
 
 Deno.test("sparseCopy: same bytes, same size, same data extents, holes stay holes", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("sparse-copy-", async (dir) => {
     const src = `${dir}/src`;
     // 9 MiB region spans several 4 MiB chunks; the file ends in a hole.
     await writeSparse(src, 64 * MiB, [[0, 4096, 1], [5 * MiB, 9 * MiB, 2], [40 * MiB, 12345, 3]]);
@@ -27,13 +20,13 @@ Deno.test("sparseCopy: same bytes, same size, same data extents, holes stay hole
     assertEquals(copied, 4096 + 9 * MiB + 16384);
     assertEquals((await Deno.stat(`${dir}/dst`)).size, 64 * MiB);
     assertEquals(await readAll(`${dir}/dst`), await readAll(src));
-    assertEquals(await collect(`${dir}/dst`), await collect(src));
+    assertEquals(await extentsOf(`${dir}/dst`), await extentsOf(src));
     assertEquals(await allocatedBytes(`${dir}/dst`), await allocatedBytes(src));
   });
 });
 
 Deno.test("sparseCopy: all-hole and empty files copy to files without data", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("sparse-copy-", async (dir) => {
     await writeSparse(`${dir}/holes`, 8 * MiB, []);
     await writeSparse(`${dir}/empty`, 0, []);
     assertEquals(await sparseCopy(`${dir}/holes`, `${dir}/holes2`), 0);
@@ -45,7 +38,7 @@ Deno.test("sparseCopy: all-hole and empty files copy to files without data", asy
 });
 
 Deno.test("sparseCopy: refuses an existing destination and leaves it alone", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("sparse-copy-", async (dir) => {
     await writeSparse(`${dir}/src`, MiB, [[0, 10, 1]]);
     await Deno.writeTextFile(`${dir}/dst`, "keep");
     await assertRejects(() => sparseCopy(`${dir}/src`, `${dir}/dst`), /exists/i);
@@ -54,7 +47,7 @@ Deno.test("sparseCopy: refuses an existing destination and leaves it alone", asy
 });
 
 Deno.test("sparseCopyReplace: replaces the destination and leaves no temp file", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("sparse-copy-", async (dir) => {
     await writeSparse(`${dir}/src`, 2 * MiB, [[MiB, 100, 9]]);
     await Deno.writeTextFile(`${dir}/dst`, "old");
     await sparseCopyReplace(`${dir}/src`, `${dir}/dst`);
@@ -64,7 +57,7 @@ Deno.test("sparseCopyReplace: replaces the destination and leaves no temp file",
 });
 
 Deno.test("copyRegions: writes src's data regions only, other dst bytes untouched", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("sparse-copy-", async (dir) => {
     const size = 16 * MiB;
     await writeSparse(`${dir}/dst`, size, [[0, size, 0x55]]);
     await writeSparse(`${dir}/src`, size, [[MiB, 4096, 1], [6 * MiB, 5 * MiB, 2]]);

@@ -1,30 +1,22 @@
+/** Data extents of sparse, all-hole and all-data files (SEEK_DATA/SEEK_HOLE). */
 import { assertEquals } from "../../tests/assert.ts";
 import { dataBytes, extents } from "./extents.ts";
+import { MiB, writeSparse } from "../../tests/sparse/testdata.ts";
 
-const MiB = 1024 * 1024;
+/** The data extents of `path`, as [start, end) pairs. */
+const extentsOf = (path: string) => Array.fromAsync(extents(path));
 
-async function collect(path: string) {
-  const out: [number, number][] = [];
-  for await (const [s, e] of extents(path)) out.push([s, e]);
-  return out;
-}
-
+/** A new temp file of `size` bytes with data only in `regions` ([offset, length] pairs). */
 async function sparseFile(size: number, regions: [number, number][]): Promise<string> {
   const path = await Deno.makeTempFile({ prefix: "extents-" });
-  const f = await Deno.open(path, { write: true });
-  await f.truncate(size);
-  for (const [off, len] of regions) {
-    await f.seek(off, Deno.SeekMode.Start);
-    await f.write(new Uint8Array(len).fill(0xab));
-  }
-  f.close();
+  await writeSparse(path, size, regions.map(([off, len]) => [off, len, 0xab]));
   return path;
 }
 
 Deno.test("extents: data regions of a sparse file, in order", async () => {
   const path = await sparseFile(16 * MiB, [[1 * MiB, 4096], [8 * MiB, 2 * MiB]]);
   try {
-    assertEquals(await collect(path), [[1 * MiB, 1 * MiB + 4096], [8 * MiB, 10 * MiB]]);
+    assertEquals(await extentsOf(path), [[1 * MiB, 1 * MiB + 4096], [8 * MiB, 10 * MiB]]);
     assertEquals(await dataBytes(path), 4096 + 2 * MiB);
   } finally {
     await Deno.remove(path);
@@ -36,9 +28,9 @@ Deno.test("extents: all-hole file has none, data up to EOF ends at size", async 
   const tail = await sparseFile(3 * MiB, [[3 * MiB - 100, 100]]);
   const empty = await sparseFile(0, []);
   try {
-    assertEquals(await collect(holes), []);
-    assertEquals(await collect(tail), [[3 * MiB - 4096, 3 * MiB]]);
-    assertEquals(await collect(empty), []);
+    assertEquals(await extentsOf(holes), []);
+    assertEquals(await extentsOf(tail), [[3 * MiB - 4096, 3 * MiB]]);
+    assertEquals(await extentsOf(empty), []);
   } finally {
     await Promise.all([holes, tail, empty].map((p) => Deno.remove(p)));
   }
@@ -48,7 +40,7 @@ Deno.test("extents: all-data file is one extent", async () => {
   const path = await Deno.makeTempFile();
   await Deno.writeFile(path, new Uint8Array(100_000).fill(1));
   try {
-    assertEquals(await collect(path), [[0, 100_000]]);
+    assertEquals(await extentsOf(path), [[0, 100_000]]);
   } finally {
     await Deno.remove(path);
   }

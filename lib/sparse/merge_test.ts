@@ -1,3 +1,7 @@
+/**
+ * Merging an OnDemand delta into its base: in place, by copy across filesystems, size checks,
+ * crash recovery.
+ */
 import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
 import {
   mergeByCopy,

@@ -7,8 +7,6 @@
  */
 import { ProcessRunner } from "../net/runner.ts";
 import { removeNetns } from "../net/actor.ts";
-import { progress } from "../cli/progress.ts";
-import type { TransferProgress } from "../store/transfer.ts";
 import { loadConfig, type StandaloneConfig, stateDir } from "./config.ts";
 import { type ActorRecord, StateDir } from "./state.ts";
 import { createPod, hostSlotsInUse, podNetwork, removePod } from "./network.ts";
@@ -166,29 +164,4 @@ export async function deactivate(ctx: Context, record: ActorRecord): Promise<voi
     // the actor's name) is ours to remove.
     await removeNetns(net.interiorNetns, new ProcessRunner());
   }
-}
-
-/**
- * Progress of push/pull on stderr: one bar per file on a terminal; off a terminal, plain lines (a
- * file's first update, one every 5 s, and its total).
- */
-export function transferProgress(verb: string) {
-  const enabled = true;
-  let current = "";
-  let bar = progress(verb, false);
-  let last = 0;
-  return {
-    update({ file, bytes }: TransferProgress) {
-      if (file !== current) {
-        if (current) bar.done(last);
-        current = file;
-        bar = progress(`${verb} ${file}`, enabled);
-      }
-      last = bytes;
-      bar.update(bytes);
-    },
-    end() {
-      if (current) bar.done(last);
-    },
-  };
 }

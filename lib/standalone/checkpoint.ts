@@ -8,9 +8,9 @@
  * @module
  */
 import { join } from "node:path";
-import { type Command, expectPositionals, parseFlags } from "../cli/command.ts";
+import { type Command, parseFlags } from "../cli/command.ts";
+import { fileProgress } from "../cli/progress.ts";
 import { pushSnapshot } from "../store/transfer.ts";
-import { validateName } from "./config.ts";
 import {
   type Context,
   deactivate,
@@ -18,12 +18,11 @@ import {
   mustRead,
   observedState,
   RPC_TIMEOUT_MS,
-  transferProgress,
 } from "./actor.ts";
 import { WorkerClient } from "./client.ts";
 import type { ActorRecord, LineageEntry } from "./state.ts";
 import { withActorLock } from "./lock.ts";
-import { asUsage, printResult } from "./output.ts";
+import { nameArgument, printResult } from "./output.ts";
 
 /** The extra file a standalone checkpoint carries. */
 export const METADATA_FILE = "standalone.json";
@@ -104,8 +103,7 @@ Options:
       console.log(this.help);
       return 0;
     }
-    const [name] = expectPositionals(positionals, ["name"]);
-    asUsage(() => validateName(name));
+    const name = nameArgument(positionals);
     const ctx = await loadContext();
     return await withActorLock(ctx.state.actorsDir(), name, async () => {
       const record = await mustRead(ctx, name);
@@ -146,7 +144,7 @@ Options:
           ports: record.ports,
           lineage: [...record.lineage, entry],
         });
-        const bar = transferProgress("push");
+        const bar = fileProgress("push", true);
         await pushSnapshot(staging, uri, { onProgress: bar.update });
         bar.end();
         record.lineage.push(entry);

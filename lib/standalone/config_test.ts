@@ -1,3 +1,7 @@
+/**
+ * Standalone settings: file and state dir locations, every key, one-line errors, memory/vcpus/name
+ * parsing.
+ */
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
 import {
   configPath,

@@ -9,7 +9,8 @@
 import { type Command, parseFlags, UsageError } from "../cli/command.ts";
 import { DEFAULT_IMAGE, DEFAULT_KERNEL, loadConfig, type StandaloneConfig } from "./config.ts";
 import { which } from "./bundle.ts";
-import { parseCapEff, readProcFile } from "./proc.ts";
+import { parseCapEff } from "./proc.ts";
+import { readProcText } from "../ffi/procfs.ts";
 import { closeFd, Errno, O_RDWR, openFd, SyscallError } from "../ffi/libc.ts";
 
 /** The outcome of one check. */
@@ -163,7 +164,7 @@ async function checkUserfaultfd(uid: number): Promise<Check> {
     "restores copy the whole memory image first (serve --memory-restore-mode copy)";
   let sysctl: string | undefined;
   try {
-    sysctl = (await readProcFile("/proc/sys/vm/unprivileged_userfaultfd")).trim();
+    sysctl = (await readProcText("/proc/sys/vm/unprivileged_userfaultfd"))?.trim();
   } catch { /* kernel without the knob */ }
   const dev = canOpenRw("/dev/userfaultfd");
   if (uid === 0 && (sysctl !== undefined || dev.ok)) {
@@ -188,7 +189,7 @@ async function checkPrivileges(uid: number): Promise<Check> {
   if (uid === 0) return ok("privileges", "running as root");
   let caps = 0n;
   try {
-    caps = parseCapEff(await readProcFile("/proc/self/status"));
+    caps = parseCapEff(await readProcText("/proc/self/status") ?? "");
   } catch { /* none */ }
   const has = (bit: bigint) => (caps >> bit) & 1n;
   if (has(CAP_NET_ADMIN) && has(CAP_SYS_ADMIN)) {

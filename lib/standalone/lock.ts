@@ -6,7 +6,8 @@
  * @module
  */
 import { join } from "node:path";
-import { isAlive, readStat } from "./proc.ts";
+import { isAlive } from "./proc.ts";
+import { readStat } from "../ffi/procfs.ts";
 
 /** Another command holds the actor. */
 export class LockedError extends Error {

@@ -1,3 +1,4 @@
+/** The per-actor command lock: one holder, stale locks taken over, released on error. */
 import { assertEquals, assertRejects } from "../../tests/assert.ts";
 import { lockPath, withActorLock } from "./lock.ts";
 

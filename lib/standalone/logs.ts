@@ -6,11 +6,10 @@
  *
  * @module
  */
-import { type Command, expectPositionals, parseFlags } from "../cli/command.ts";
+import { type Command, parseFlags } from "../cli/command.ts";
 import { GCE_LABELS_KEY, LABELS_KEY } from "../log/actorlog.ts";
-import { validateName } from "./config.ts";
 import { loadContext, mustRead, supervisorAlive } from "./actor.ts";
-import { asUsage } from "./output.ts";
+import { nameArgument } from "./output.ts";
 
 /** How one worker.log line is shown; undefined when it is not shown. */
 export function renderLogLine(
@@ -54,8 +53,7 @@ Options:
       console.log(this.help);
       return 0;
     }
-    const [name] = expectPositionals(positionals, ["name"]);
-    asUsage(() => validateName(name));
+    const name = nameArgument(positionals);
     const ctx = await loadContext();
     await mustRead(ctx, name);
     const path = ctx.state.logFile(name);

@@ -1,3 +1,4 @@
+/** The standalone pod network: slot addresses and names, port mappings, golden scripts. */
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
 import {
   freeSlot,

@@ -1,12 +1,13 @@
 /**
  * Output helpers of the standalone commands: JSON or text results, aligned tables, short
- * durations, and turning validation errors into usage errors (exit 2).
+ * durations, and turning validation errors into usage errors (exit 2), e.g. of the NAME argument.
  *
  * @module
  */
-import { UsageError } from "../cli/command.ts";
+import { expectPositionals, UsageError } from "../cli/command.ts";
 import { formatBytes } from "../cli/progress.ts";
 import { InterruptedError } from "./client.ts";
+import { validateName } from "./config.ts";
 
 export { formatBytes };
 
@@ -18,6 +19,12 @@ export function asUsage<T>(fn: () => T): T {
     if (e instanceof UsageError) throw e;
     throw new UsageError((e as Error).message);
   }
+}
+
+/** The single NAME argument of an actor command, validated; a usage error otherwise. */
+export function nameArgument(positionals: string[]): string {
+  const [name] = expectPositionals(positionals, ["name"]);
+  return asUsage(() => validateName(name));
 }
 
 /** Prints `value` as one JSON line when `json`, else `text`. */

@@ -1,3 +1,4 @@
+/** What the standalone commands print: durations, tables, ps rows and log filtering. */
 import { assertEquals } from "../../tests/assert.ts";
 import { formatDuration, table } from "./output.ts";
 import { renderLogLine } from "./logs.ts";

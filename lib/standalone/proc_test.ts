@@ -1,26 +1,9 @@
+/**
+ * /proc status parsing, and process identity, children and memory of a live child process.
+ */
 import { assertEquals } from "../../tests/assert.ts";
-import {
-  childrenOf,
-  isAlive,
-  parseCapEff,
-  parseRssBytes,
-  parseStat,
-  readStat,
-  rssBytes,
-} from "./proc.ts";
-
-Deno.test("proc: parse stat with spaces and parentheses in comm", () => {
-  const line =
-    "4242 (a (b) c) S 17 4242 4242 0 -1 4194560 39 0 0 0 0 0 0 0 20 0 1 0 987654 430080 " +
-    "0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0";
-  assertEquals(parseStat(line), {
-    pid: 4242,
-    comm: "a (b) c",
-    state: "S",
-    ppid: 17,
-    startTicks: 987654,
-  });
-});
+import { childrenOf, isAlive, parseCapEff, parseRssBytes, rssBytes } from "./proc.ts";
+import { readStat } from "../ffi/procfs.ts";
 
 Deno.test("proc: status fields", () => {
   const status = "Name:\tx\nVmRSS:\t   1234 kB\nCapEff:\t000001ffffffffff\n";

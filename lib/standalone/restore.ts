@@ -7,7 +7,8 @@
  * @module
  */
 import { join } from "node:path";
-import { type Command, expectPositionals, parseFlags } from "../cli/command.ts";
+import { type Command, parseFlags } from "../cli/command.ts";
+import { fileProgress } from "../cli/progress.ts";
 import { pullSnapshot } from "../store/transfer.ts";
 import { MANIFEST_NAME } from "../store/manifest.ts";
 import { validateName } from "./config.ts";
@@ -18,14 +19,13 @@ import {
   loadContext,
   observedState,
   RPC_TIMEOUT_MS,
-  transferProgress,
 } from "./actor.ts";
 import { checkBundle, copyBundle } from "./bundle.ts";
 import { ASSET_FLAGS, ASSET_HELP, chooseAssets, forget, newRecord, parseShape } from "./run.ts";
 import { METADATA_FILE, normaliseUri, type SnapshotMetadata } from "./checkpoint.ts";
 import { type ActorRecord, CONTAINER, StateDir } from "./state.ts";
 import { withActorLock } from "./lock.ts";
-import { asUsage, interruptible, printResult } from "./output.ts";
+import { asUsage, interruptible, nameArgument, printResult } from "./output.ts";
 
 /** The newest snapshot dir of `name` under the state dir that has a manifest, as a URI. */
 export async function newestLocalSnapshot(ctx: Context, name: string): Promise<string | undefined> {
@@ -88,8 +88,7 @@ Exit codes: 0 running, 1 failed, 2 usage error, 130 interrupted (Ctrl-C).`,
       console.log(this.help);
       return 0;
     }
-    const [name] = expectPositionals(positionals, ["name"]);
-    asUsage(() => validateName(name));
+    const name = nameArgument(positionals);
     const target = values.as ?? name;
     asUsage(() => validateName(target, "--as"));
     const shape = parseShape(values);
@@ -123,7 +122,7 @@ Exit codes: 0 running, 1 failed, 2 usage error, 130 interrupted (Ctrl-C).`,
             const restoreDir = ctx.state.worker.restoreStateDir(key);
             await Deno.remove(restoreDir, { recursive: true }).catch(() => {});
             await Deno.mkdir(ctx.state.worker.actorDir(key), { recursive: true, mode: 0o700 });
-            const bar = transferProgress("pull");
+            const bar = fileProgress("pull", true);
             await pullSnapshot(uri, restoreDir, { onProgress: bar.update });
             bar.end();
             const metadata = await readMetadata(restoreDir);

@@ -4,14 +4,14 @@
  *
  * @module
  */
-import { type Command, expectPositionals, parseFlags, UsageError } from "../cli/command.ts";
-import { DEFAULT_IMAGE, DEFAULT_KERNEL, parseMemory, parseVcpus, validateName } from "./config.ts";
+import { type Command, parseFlags, UsageError } from "../cli/command.ts";
+import { DEFAULT_IMAGE, DEFAULT_KERNEL, parseMemory, parseVcpus } from "./config.ts";
 import { activate, type Context, loadContext, RPC_TIMEOUT_MS, usedSlots } from "./actor.ts";
 import { checkBundle, copyBundle, kataConfigOverride, resolveAssets } from "./bundle.ts";
 import { type ActorRecord, CONTAINER, type PortMapping, StateDir } from "./state.ts";
 import { freeSlot, parsePort } from "./network.ts";
 import { withActorLock } from "./lock.ts";
-import { asUsage, interruptible, printResult } from "./output.ts";
+import { asUsage, interruptible, nameArgument, printResult } from "./output.ts";
 
 /** The flags `run` and `restore` share: the runtime assets and the guest size. */
 export const ASSET_FLAGS = {
@@ -141,8 +141,7 @@ Defaults come from the config file (see docs/quickstart.md). Exit codes: 0 runni
       console.log(this.help);
       return 0;
     }
-    const [name] = expectPositionals(positionals, ["name"]);
-    asUsage(() => validateName(name));
+    const name = nameArgument(positionals);
     const bundleArg = values.bundle;
     if (!bundleArg) throw new UsageError("missing --bundle DIR");
     const shape = parseShape(values);

@@ -15,7 +15,8 @@ import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
-import { isAlive, readStat } from "./proc.ts";
+import { isAlive } from "./proc.ts";
+import { readStat } from "../ffi/procfs.ts";
 
 export const WORKER_ENV = "ATEOM_MICROVM_WORKER";
 

@@ -1,3 +1,4 @@
+/** The supervisor's worker argv: this program again, or the override. */
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
 import { selfArgv } from "./supervisor.ts";
 

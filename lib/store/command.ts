@@ -5,35 +5,47 @@
  * @module
  */
 import { type Command, expectPositionals, parseFlags } from "../cli/command.ts";
-import { progress } from "../cli/progress.ts";
-import { pullSnapshot, pushSnapshot, type TransferProgress } from "./transfer.ts";
+import { fileProgress } from "../cli/progress.ts";
+import { pullSnapshot, pushSnapshot } from "./transfer.ts";
 
 const STORE_HELP = `URI is file:///DIR/ or s3://BUCKET/PREFIX/ (S3 settings from AWS_ENDPOINT_URL,
 AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_S3_FORCE_PATH_STYLE or
 ?path-style=true; see docs/stores.md, also for gs://).`;
 
-/** A progress callback drawing one bar per file. */
-function fileProgress(enabled: boolean, verb: string) {
-  let current = "";
-  let bar = progress(verb, false);
-  let last = 0;
+/**
+ * A transfer command: `--progress` and two positionals (`from`, `to`) handed to `transfer`, then
+ * one summary line on stderr (`push: 2 files to URI`).
+ */
+function transferCommand(spec: {
+  name: "push" | "pull";
+  summary: string;
+  help: string;
+  positionals: [from: string, to: string];
+  transfer: typeof pushSnapshot;
+  /** How the summary joins the file count to `to`: "to" an object store, "into" a directory. */
+  into: "to" | "into";
+}): Command {
   return {
-    update({ file, bytes }: TransferProgress) {
-      if (file !== current) {
-        if (current) bar.done(last);
-        current = file;
-        bar = progress(`${verb} ${file}`, enabled);
+    name: spec.name,
+    summary: spec.summary,
+    help: spec.help,
+    async run(args) {
+      const { values, positionals, help } = parseFlags(args, { progress: { type: "boolean" } });
+      if (help) {
+        console.log(this.help);
+        return 0;
       }
-      last = bytes;
-      bar.update(bytes);
-    },
-    end() {
-      if (current) bar.done(last);
+      const [from, to] = expectPositionals(positionals, spec.positionals);
+      const bar = fileProgress(spec.name, !!values.progress);
+      const manifest = await spec.transfer(from, to, { onProgress: bar.update });
+      bar.end();
+      console.error(`${spec.name}: ${manifest.files.length} files ${spec.into} ${to}`);
+      return 0;
     },
   };
 }
 
-export const pushCommand: Command = {
+export const pushCommand: Command = transferCommand({
   name: "push",
   summary: "upload a checkpoint directory to an object store",
   help: `Usage: ateom-microvm push [--progress] DIR URI
@@ -45,22 +57,12 @@ ${STORE_HELP}
 
 Options:
   --progress    show bytes and rate on stderr`,
-  async run(args) {
-    const { values, positionals, help } = parseFlags(args, { progress: { type: "boolean" } });
-    if (help) {
-      console.log(this.help);
-      return 0;
-    }
-    const [dir, uri] = expectPositionals(positionals, ["dir", "uri"]);
-    const bar = fileProgress(!!values.progress, "push");
-    const manifest = await pushSnapshot(dir, uri, { onProgress: bar.update });
-    bar.end();
-    console.error(`push: ${manifest.files.length} files to ${uri}`);
-    return 0;
-  },
-};
+  positionals: ["dir", "uri"],
+  transfer: pushSnapshot,
+  into: "to",
+});
 
-export const pullCommand: Command = {
+export const pullCommand: Command = transferCommand({
   name: "pull",
   summary: "download and verify a checkpoint directory from an object store",
   help: `Usage: ateom-microvm pull [--progress] URI DIR
@@ -72,17 +74,7 @@ ${STORE_HELP}
 
 Options:
   --progress    show bytes and rate on stderr`,
-  async run(args) {
-    const { values, positionals, help } = parseFlags(args, { progress: { type: "boolean" } });
-    if (help) {
-      console.log(this.help);
-      return 0;
-    }
-    const [uri, dir] = expectPositionals(positionals, ["uri", "dir"]);
-    const bar = fileProgress(!!values.progress, "pull");
-    const manifest = await pullSnapshot(uri, dir, { onProgress: bar.update });
-    bar.end();
-    console.error(`pull: ${manifest.files.length} files into ${dir}`);
-    return 0;
-  },
-};
+  positionals: ["uri", "dir"],
+  transfer: pullSnapshot,
+  into: "into",
+});

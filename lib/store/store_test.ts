@@ -1,6 +1,10 @@
+/**
+ * Object stores (file://, s3:// against s3rver) against one contract, and push/pull round trips
+ * with tampered and partial snapshots.
+ */
 import { createHash } from "node:crypto";
 import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
-import { startS3Server } from "../../tests/s3_server.ts";
+import { type S3Server, startS3Server } from "../../tests/s3_server.ts";
 import { decodeManifest, encodeManifest } from "./manifest.ts";
 import { NotFoundError, openStore, type Store } from "./store.ts";
 import { MEMORY_OBJECT, pullSnapshot, pushSnapshot } from "./transfer.ts";
@@ -61,6 +65,17 @@ async function storeContract(store: Store) {
   assertEquals(await store.list(), ["a/b.bin"]);
 }
 
+/** Store options for the s3rver test server: its credentials, 1 MiB parts, no AWS_* env. */
+function s3Options(s3: S3Server) {
+  return {
+    endpoint: s3.endpoint,
+    accessKeyId: s3.accessKeyId,
+    secretAccessKey: s3.secretAccessKey,
+    partSize: 1 * MiB,
+    env: {},
+  };
+}
+
 Deno.test("file store: put/get/list/delete/exists, atomic puts", async () => {
   const dir = await Deno.makeTempDir({ prefix: "store-file-" });
   try {
@@ -75,11 +90,7 @@ Deno.test("s3 store against s3rver: multipart parts, list, delete, signature che
   try {
     const requests: string[] = [];
     const options = {
-      endpoint: s3.endpoint,
-      accessKeyId: s3.accessKeyId,
-      secretAccessKey: s3.secretAccessKey,
-      partSize: 1 * MiB,
-      env: {},
+      ...s3Options(s3),
       fetch: (request: Request) => {
         const url = new URL(request.url);
         requests.push(
@@ -254,13 +265,7 @@ Deno.test("push/pull over file://: round trip, tampered and partial snapshots re
 Deno.test("push/pull over s3:// (s3rver): round trip with multipart, tampered, partial", async () => {
   const s3 = await startS3Server();
   try {
-    const options = {
-      endpoint: s3.endpoint,
-      accessKeyId: s3.accessKeyId,
-      secretAccessKey: s3.secretAccessKey,
-      partSize: 1 * MiB,
-      env: {},
-    };
+    const options = s3Options(s3);
     const uri = `s3://${s3.bucket}/node-a/snap-7/`;
     await transferCases(uri, options, openStore(uri, options));
   } finally {

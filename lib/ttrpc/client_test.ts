@@ -20,48 +20,60 @@ import {
   MESSAGE_TYPE_RESPONSE,
 } from "./frame.ts";
 import { decodeRequest, decodeResponse, encodeRequest, encodeResponse } from "./messages.ts";
+import { withTempDir } from "../../tests/temp.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
+/** A connected unix socket pair in a temp dir: `fn` gets the accepted and the dialled end. */
+async function withUnixPair(
+  fn: (serverSide: Deno.UnixConn, clientSide: Deno.UnixConn) => Promise<void>,
+): Promise<void> {
+  await withTempDir("ttrpc-test-", async (dir) => {
+    const listener = Deno.listen({ transport: "unix", path: `${dir}/s.sock` });
+    try {
+      const accepted = listener.accept();
+      const clientSide = await Deno.connect({ transport: "unix", path: `${dir}/s.sock` });
+      await fn(await accepted, clientSide);
+    } finally {
+      listener.close();
+    }
+  });
+}
+
 /** A unix socket pair: server side served by `server`, client side wrapped in a TtrpcClient. */
-async function withPair(
+function withPair(
   server: TtrpcServer,
   fn: (client: TtrpcClient) => Promise<void>,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "ttrpc-test-" });
-  const listener = Deno.listen({ transport: "unix", path: `${dir}/s.sock` });
-  const serving = listener.accept().then((conn) => server.serve(conn));
-  const client = new TtrpcClient(await Deno.connect({ transport: "unix", path: `${dir}/s.sock` }));
-  try {
-    await fn(client);
-  } finally {
-    client.close();
-    await client.closed;
-    await serving;
-    listener.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  return withUnixPair(async (serverSide, clientSide) => {
+    const serving = server.serve(serverSide);
+    const client = new TtrpcClient(clientSide);
+    try {
+      await fn(client);
+    } finally {
+      client.close();
+      await client.closed;
+      await serving;
+    }
+  });
 }
 
 /** A raw peer on the server side: reads frames itself and writes whatever bytes a test wants. */
-async function withRawServer(
+function withRawServer(
   fn: (client: TtrpcClient, peer: RawPeer) => Promise<void>,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "ttrpc-test-" });
-  const listener = Deno.listen({ transport: "unix", path: `${dir}/s.sock` });
-  const accepted = listener.accept();
-  const client = new TtrpcClient(await Deno.connect({ transport: "unix", path: `${dir}/s.sock` }));
-  const peer = new RawPeer(await accepted);
-  try {
-    await fn(client, peer);
-  } finally {
-    client.close();
-    await client.closed;
-    peer.close();
-    listener.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  return withUnixPair(async (serverSide, clientSide) => {
+    const client = new TtrpcClient(clientSide);
+    const peer = new RawPeer(serverSide);
+    try {
+      await fn(client, peer);
+    } finally {
+      client.close();
+      await client.closed;
+      peer.close();
+    }
+  });
 }
 
 class RawPeer {
@@ -433,22 +445,20 @@ Deno.test("client rejects bad timeouts without sending", async () => {
 });
 
 /** A raw client side against a TtrpcServer, for requests TtrpcClient never sends. */
-async function withRawServerless(
+function withRawServerless(
   server: TtrpcServer,
   fn: (peer: RawPeer) => Promise<void>,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "ttrpc-test-" });
-  const listener = Deno.listen({ transport: "unix", path: `${dir}/s.sock` });
-  const serving = listener.accept().then((conn) => server.serve(conn));
-  const peer = new RawPeer(await Deno.connect({ transport: "unix", path: `${dir}/s.sock` }));
-  try {
-    await fn(peer);
-  } finally {
-    peer.close();
-    await serving;
-    listener.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  return withUnixPair(async (serverSide, clientSide) => {
+    const serving = server.serve(serverSide);
+    const peer = new RawPeer(clientSide);
+    try {
+      await fn(peer);
+    } finally {
+      peer.close();
+      await serving;
+    }
+  });
 }
 
 Deno.test("server answers bad requests on their stream and keeps the connection", async () => {

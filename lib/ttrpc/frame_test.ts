@@ -1,3 +1,7 @@
+/**
+ * ttrpc framing, golden bytes: header encoding, limits, reassembly from any split, resynchronising
+ * after oversized frames.
+ */
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
 import {
   encodeFrame,

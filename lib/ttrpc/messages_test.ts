@@ -1,3 +1,4 @@
+/** The hand-encoded ttrpc Request/Response/Status messages, golden bytes and round trips. */
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
 import {
   decodeRequest,

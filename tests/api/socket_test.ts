@@ -10,17 +10,9 @@ import { nullLogger } from "../../lib/log/logger.ts";
 import { callAll, GrpcClient, PYTHON } from "./client.ts";
 import { TextLineStream } from "./lines.ts";
 import { aborted, FakeRuntime, gate, RUN, runBytes, withServer } from "./harness.ts";
+import { withTempDir } from "../temp.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: `ateom-sock-${Deno.pid}-` });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** Binds a unix socket at `path` without listening, leaving a stale socket file behind. */
 async function staleSocket(path: string): Promise<void> {
@@ -31,17 +23,19 @@ async function staleSocket(path: string): Promise<void> {
 }
 
 Deno.test("api: worker dir 0700, socket 0600, stale socket replaced, live one refused", async () => {
-  await withTempDir(async (base) => {
+  await withTempDir(`ateom-sock-${Deno.pid}-`, async (base) => {
     const dir = `${base}/ateoms/pod-1`;
     await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
     await staleSocket(`${dir}/ateom.sock`);
-    const server = await startServer({
-      podUid: "pod-1",
-      basePath: base,
-      runtime: unimplementedRuntime,
-      logger: nullLogger,
-      actorLogSink: () => {},
-    });
+    const start = (podUid: string) =>
+      startServer({
+        podUid,
+        basePath: base,
+        runtime: unimplementedRuntime,
+        logger: nullLogger,
+        actorLogSink: () => {},
+      });
+    const server = await start("pod-1");
     try {
       assertEquals(server.socketPath, `${dir}/ateom.sock`);
       assertEquals((await Deno.stat(dir)).mode! & 0o777, 0o700);
@@ -50,42 +44,15 @@ Deno.test("api: worker dir 0700, socket 0600, stale socket replaced, live one re
       assertEquals(sock.mode! & 0o777, 0o600);
       const [r] = await callAll(server.socketPath, [{ path: RUN, request: runBytes() }]);
       assertEquals(r.code, "UNIMPLEMENTED");
-      await assertRejects(
-        () =>
-          startServer({
-            podUid: "pod-1",
-            basePath: base,
-            runtime: unimplementedRuntime,
-            logger: nullLogger,
-          }),
-        "another server is serving on it",
-      );
+      await assertRejects(() => start("pod-1"), "another server is serving on it");
     } finally {
       await server.close();
     }
     assertEquals(await Deno.lstat(server.socketPath).catch(() => "gone"), "gone");
 
     await Deno.writeTextFile(`${dir}/ateom.sock`, "not a socket");
-    await assertRejects(
-      () =>
-        startServer({
-          podUid: "pod-1",
-          basePath: base,
-          runtime: unimplementedRuntime,
-          logger: nullLogger,
-        }),
-      "the path exists and is not a socket",
-    );
-    await assertRejects(
-      () =>
-        startServer({
-          podUid: "../x",
-          basePath: base,
-          runtime: unimplementedRuntime,
-          logger: nullLogger,
-        }),
-      'pod UID "../x" is invalid',
-    );
+    await assertRejects(() => start("pod-1"), "the path exists and is not a socket");
+    await assertRejects(() => start("../x"), 'pod UID "../x" is invalid');
   });
 });
 
@@ -126,7 +93,7 @@ Deno.test("api: shutdown aborts the in-flight RPC after the grace period", async
 });
 
 Deno.test("serve: logs JSON, serves on the socket, exits 0 on SIGTERM and removes the socket", async () => {
-  await withTempDir(async (base) => {
+  await withTempDir(`ateom-sock-${Deno.pid}-`, async (base) => {
     const child = new Deno.Command(`${ROOT}bin/ateom-microvm`, {
       args: ["serve", "--pod-uid", "pod-sig", "--log-level", "debug"],
       env: { ATEOM_BASE_PATH: base },

@@ -7,7 +7,8 @@
 import { assert, assertEquals, assertMatch, assertRejects } from "../assert.ts";
 import { ChTransportError, isRestoreInProgress } from "../../lib/ch/client.ts";
 import { rewriteSnapshotConfig, snapshotNetDevices } from "../../lib/ch/snapshot_config.ts";
-import { extents } from "../../lib/sparse/extents.ts";
+import { dataBytes } from "../../lib/sparse/extents.ts";
+import { copyRegions } from "../../lib/sparse/copy.ts";
 import type { VmConfig } from "../../lib/ch/types.ts";
 import { closeFd, O_RDWR, openFd } from "../../lib/ffi/libc.ts";
 import { type DoubleEnv, makeAssets, startDouble, vsockRequest } from "./harness.ts";
@@ -66,27 +67,6 @@ async function restore(ctx: Ctx, snap: string, mode: "Copy" | "OnDemand", env: D
     net_fds: nets.map((n) => ({ id: n.id, num_fds: n.queuePairs })),
   }, fds);
   return vmm;
-}
-
-async function dataBytes(path: string): Promise<number> {
-  let n = 0;
-  for await (const [s, e] of extents(path)) n += e - s;
-  return n;
-}
-
-/** Copies the data extents of `delta` over `base` (what the worker's merge does). */
-async function merge(delta: string, base: string): Promise<void> {
-  using src = await Deno.open(delta);
-  using dst = await Deno.open(base, { write: true });
-  for await (const [start, end] of extents(delta)) {
-    const buf = new Uint8Array(end - start);
-    await src.seek(start, Deno.SeekMode.Start);
-    let got = 0;
-    while (got < buf.length) got += (await src.read(buf.subarray(got)))!;
-    await dst.seek(start, Deno.SeekMode.Start);
-    let put = 0;
-    while (put < buf.length) put += await dst.write(buf.subarray(put));
-  }
 }
 
 Deno.test("ch snapshot: a CH-shaped sparse snapshot restores with the guest's state", async () => {
@@ -212,7 +192,7 @@ Deno.test("ch snapshot: v52 OnDemand restores snapshot only touched pages, a mer
       /memory image has no boot header page/,
     );
     // The worker's job: merge the delta onto the restore source, then it is complete.
-    await merge(`${ctx.dir}/delta/memory-ranges`, `${ctx.dir}/base/memory-ranges`);
+    await copyRegions(`${ctx.dir}/delta/memory-ranges`, `${ctx.dir}/base/memory-ranges`);
     await Deno.copyFile(`${ctx.dir}/delta/config.json`, `${ctx.dir}/base/config.json`);
     await Deno.copyFile(`${ctx.dir}/delta/state.json`, `${ctx.dir}/base/state.json`);
     const third = await restore(ctx, "base", "Copy", env);

@@ -7,6 +7,7 @@ import { type Attrs, captureLogger, type Logger } from "../../lib/log/logger.ts"
 import { identityOf, killByIdentity, VmmProcess } from "../../lib/ch/vmm_process.ts";
 import { CH_DOUBLE } from "./harness.ts";
 import { readProcText } from "../../lib/ffi/procfs.ts";
+import { withTempDir } from "../temp.ts";
 
 /** Whether `pid` is a live (not zombie) process; /proc read through FFI (see lib/ffi/procfs.ts). */
 async function alive(pid: number): Promise<boolean> {
@@ -30,17 +31,8 @@ function watchingLogger(onLine: (msg: string) => void): Logger & { records: Attr
   return Object.assign(wrap(inner), { records: inner.records });
 }
 
-async function tempDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "vmm-proc-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("vmm process: a VMM that exits before answering fails the launch with its status", async () => {
-  await tempDir(async (dir) => {
+  await withTempDir("vmm-proc-", async (dir) => {
     const logger = captureLogger();
     const err = await assertRejects(() =>
       VmmProcess.launch({
@@ -69,7 +61,7 @@ Deno.test("vmm process: a VMM that exits before answering fails the launch with 
 });
 
 Deno.test("vmm process: a VMM that never answers is killed and reaped at the deadline", async () => {
-  await tempDir(async (dir) => {
+  await withTempDir("vmm-proc-", async (dir) => {
     let pid = 0;
     const logger = watchingLogger(() => {});
     const err = await assertRejects(() =>
@@ -92,7 +84,7 @@ Deno.test("vmm process: a VMM that never answers is killed and reaped at the dea
 });
 
 Deno.test("vmm process: cancelling the start kills the child; once started it outlives the signal", async () => {
-  await tempDir(async (dir) => {
+  await withTempDir("vmm-proc-", async (dir) => {
     const ctl = new AbortController();
     const logger = watchingLogger((msg) => {
       if (msg.includes("not listening")) ctl.abort(new Error("rpc cancelled"));
@@ -132,7 +124,7 @@ Deno.test("vmm process: cancelling the start kills the child; once started it ou
 });
 
 Deno.test("vmm process: a VMM found again by pid + start time is killed; a reused pid is left alone", async () => {
-  await tempDir(async (dir) => {
+  await withTempDir("vmm-proc-", async (dir) => {
     const vmm = await VmmProcess.launch({
       binary: CH_DOUBLE,
       apiSocket: `${dir}/a.sock`,

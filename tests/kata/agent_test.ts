@@ -18,32 +18,16 @@ import {
   type OciSpec,
 } from "../../lib/kata/specconv.ts";
 import { withDebugConsole } from "../../lib/kata/config.ts";
-import { createSandboxRequest } from "../../lib/kata/sandbox.ts";
 import { dialHybridVsock } from "../../lib/kata/hvsock.ts";
 import { Code, TtrpcClient, TtrpcError } from "../../lib/ttrpc/client.ts";
 import { AgentGuest } from "../doubles/kata/agent_guest.ts";
 import { type HybridVsockShim, serveHybridVsock } from "../doubles/kata/hvsock_shim.ts";
 import { vsockHttpGet } from "../doubles/kata/readyz_probe.ts";
 import type { GuestContext } from "../doubles/guest.ts";
+import { mkfsExt4, NET, readLines, setUpSandbox } from "./fixture.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "../assert.ts";
 
-const NET = {
-  guestCidr: "169.254.17.2/30",
-  gateway: "169.254.17.1",
-  guestMac: "02:a8:1e:00:00:02",
-  gatewayMac: "02:a8:1e:00:00:01",
-  mtu: 1500,
-};
-
 const decoder = new TextDecoder();
-
-async function mkfsExt4(path: string): Promise<void> {
-  await Deno.writeFile(path, new Uint8Array());
-  await Deno.truncate(path, 4 << 20);
-  const out = await new Deno.Command("mkfs.ext4", { args: ["-q", "-F", path], stderr: "piped" })
-    .output();
-  if (!out.success) throw new Error(`mkfs.ext4 ${path}: ${decoder.decode(out.stderr)}`);
-}
 
 /** A booted (or restored) double behind a hybrid-vsock shim, with its disks in a temp dir. */
 class Vm {
@@ -99,24 +83,6 @@ function spec(args: string[], env: string[] = []): OciSpec {
   }, { containerId: "c1", netnsPath: "/run/netns/ateom-test" });
 }
 
-async function setUpSandbox(agent: AgentClient): Promise<void> {
-  await agent.createSandbox(
-    createSandboxRequest({
-      sandboxId: "actor1",
-      hostname: "actor",
-      resolvConf: "# pod\nnameserver 10.96.0.10\nsearch svc.cluster.local\n",
-    }),
-  );
-  const applied = await agent.updateInterface(guestInterface(NET));
-  assertEquals(applied.hwAddr, NET.guestMac);
-  const routes = await agent.updateRoutes(guestRoutes(NET));
-  assertEquals(routes.map((r) => [r.dest, r.gateway]), [["169.254.17.0/30", ""], [
-    "",
-    "169.254.17.1",
-  ]]);
-  await agent.addArpNeighbors([gatewayNeighbor(NET)]);
-}
-
 async function startContainer(
   agent: AgentClient,
   id: string,
@@ -127,21 +93,6 @@ async function startContainer(
     createContainerRequest({ containerId: id, spec: s, rootfsDevice: guestBlockDevice(disk) }),
   );
   await agent.startContainer(id);
-}
-
-/** Reads from an output iterator until `lines` complete lines arrived. */
-async function readLines(
-  it: AsyncIterator<Uint8Array>,
-  lines: number,
-): Promise<string[]> {
-  let text = "";
-  while (text.split("\n").length - 1 < lines) {
-    const next = await it.next();
-    if (next.done) break;
-    assert(next.value.length > 0, "chunks are never empty");
-    text += decoder.decode(next.value);
-  }
-  return text.split("\n").filter((l) => l !== "");
 }
 
 async function collect(it: AsyncIterable<Uint8Array>): Promise<string> {
@@ -167,7 +118,7 @@ Deno.test("agent client drives the double: sandbox, network, counter and emit co
   const vm = await Vm.start();
   try {
     const agent = await vm.agent();
-    await setUpSandbox(agent);
+    await setUpSandbox(agent, "actor1");
     await startContainer(agent, "c1", 1, spec(["/bin/counter"]));
     const counter = agent.output("c1", "stdout")[Symbol.asyncIterator]();
     assertEquals(await readLines(counter, 1), ["count 1"]);
@@ -226,7 +177,7 @@ Deno.test("output ends cleanly when the connection closes; the client fails late
   const vm = await Vm.start();
   try {
     const agent = await vm.agent();
-    await setUpSandbox(agent);
+    await setUpSandbox(agent, "actor1");
     await startContainer(agent, "c1", 1, spec(["/bin/counter"]));
     const out = agent.output("c1", "stdout")[Symbol.asyncIterator]();
     const err = agent.output("c1", "stderr")[Symbol.asyncIterator]();
@@ -260,7 +211,7 @@ Deno.test("the double rejects what the real agent rejects", async () => {
       Code.INTERNAL,
       "is not one resolv.conf directive",
     );
-    await setUpSandbox(agent);
+    await setUpSandbox(agent, "actor1");
     await rejectsWith(
       () => agent.createSandbox({ sandboxId: "again" }),
       "CreateSandbox",
@@ -411,7 +362,7 @@ Deno.test("counter continues across snapshot()/restore(); paused guest makes no 
   let state: Uint8Array;
   try {
     const agent = await first.agent();
-    await setUpSandbox(agent);
+    await setUpSandbox(agent, "actor1");
     await startContainer(agent, "c1", 1, spec(["/bin/counter"]));
     const out = agent.output("c1", "stdout")[Symbol.asyncIterator]();
     first.guest.tick();
@@ -471,7 +422,7 @@ Deno.test("readiness on vsock port READYZ_PORT; knobs: agent absent, listen late
     });
     vm.agents.push(agent);
     assertEquals(retries.length, 2, "the first two connects were refused");
-    await setUpSandbox(agent);
+    await setUpSandbox(agent, "actor1");
     await startContainer(agent, "web", 1, spec(["/bin/server"], ["READYZ_PORT=8080"]));
     assertEquals(await vsockHttpGet(vm.shim.path, 8080, "/readyz"), { status: 200, body: "ok\n" });
     await startContainer(
@@ -518,7 +469,7 @@ Deno.test("a hung agent fails calls at their deadline; an aborted output ends cl
   const vm = await Vm.start();
   try {
     const agent = await vm.agent();
-    await setUpSandbox(agent);
+    await setUpSandbox(agent, "actor1");
     await startContainer(agent, "c1", 1, spec(["/bin/counter"]));
     const abort = new AbortController();
     const it = agent.output("c1", "stdout", { signal: abort.signal })[Symbol.asyncIterator]();

@@ -12,8 +12,6 @@ import { type AgentClient, AgentError } from "../../lib/kata/agent_client.ts";
 import { withDebugConsole } from "../../lib/kata/config.ts";
 import { connectAgent } from "../../lib/kata/connect.ts";
 import { debugConsoleDump } from "../../lib/kata/debug_console.ts";
-import { gatewayNeighbor, guestInterface, guestRoutes } from "../../lib/kata/guestnet.ts";
-import { createSandboxRequest } from "../../lib/kata/sandbox.ts";
 import {
   createContainerRequest,
   guestBlockDevice,
@@ -21,26 +19,9 @@ import {
 } from "../../lib/kata/specconv.ts";
 import { makeAssets, startDouble } from "../ch/harness.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "../assert.ts";
+import { mkfsExt4, NET, readLines, setUpSandbox } from "./fixture.ts";
 
-const NET = {
-  guestCidr: "169.254.17.2/30",
-  gateway: "169.254.17.1",
-  guestMac: "02:a8:1e:00:00:02",
-  gatewayMac: "02:a8:1e:00:00:01",
-  mtu: 1500,
-};
 const GUEST = new URL("../doubles/kata/agent_guest.ts", import.meta.url).pathname;
-const decoder = new TextDecoder();
-
-async function lines(it: AsyncIterator<Uint8Array>, n: number): Promise<string> {
-  let text = "";
-  while (text.split("\n").length - 1 < n) {
-    const next = await it.next();
-    if (next.done) break;
-    text += decoder.decode(next.value);
-  }
-  return text;
-}
 
 Deno.test("kata-agent double in the CH double: counter continues across snapshot and restore", async () => {
   const { dir, config } = await makeAssets();
@@ -49,11 +30,7 @@ Deno.test("kata-agent double in the CH double: counter continues across snapshot
   const agents: AgentClient[] = [];
   try {
     // The container disk must be a real ext4 (the agent double reads the superblock).
-    const rootfs = config.disks![1].path;
-    await Deno.writeFile(rootfs, new Uint8Array());
-    await Deno.truncate(rootfs, 4 << 20);
-    const mkfs = await new Deno.Command("mkfs.ext4", { args: ["-q", "-F", rootfs] }).output();
-    assert(mkfs.success, "mkfs.ext4");
+    await mkfsExt4(config.disks![1].path);
     config.payload.cmdline = withDebugConsole(config.payload.cmdline ?? "");
     const vsock = config.vsock!.socket;
 
@@ -64,10 +41,7 @@ Deno.test("kata-agent double in the CH double: counter continues across snapshot
     await vmm.client.boot();
     const agent = await connectAgent(vsock, { deadlineMs: 10_000 });
     agents.push(agent);
-    await agent.createSandbox(createSandboxRequest({ sandboxId: "actor-1", hostname: "actor" }));
-    await agent.updateInterface(guestInterface(NET));
-    await agent.updateRoutes(guestRoutes(NET));
-    await agent.addArpNeighbors([gatewayNeighbor(NET)]);
+    await setUpSandbox(agent, "actor-1");
     const spec = kataCompatibleSpec({
       process: { user: { uid: 0, gid: 0 }, args: ["/bin/counter"], cwd: "/" },
       root: { path: "rootfs" },
@@ -77,9 +51,9 @@ Deno.test("kata-agent double in the CH double: counter continues across snapshot
     );
     await agent.startContainer("actor-1");
     const out = agent.output("actor-1", "stdout")[Symbol.asyncIterator]();
-    assertEquals(await lines(out, 1), "count 1\n");
+    assertEquals(await readLines(out, 1), ["count 1"]);
     assertEquals(await debugConsoleDump(vsock, "tick 2"), "");
-    assertEquals(await lines(out, 2), "count 2\ncount 3\n");
+    assertEquals(await readLines(out, 2), ["count 2", "count 3"]);
 
     agent.close();
     await vmm.client.pause();
@@ -102,8 +76,8 @@ Deno.test("kata-agent double in the CH double: counter continues across snapshot
     assert(err instanceof AgentError && err.code === Code.ALREADY_EXISTS, String(err));
     await again.setGuestDateTime(new Date());
     assertEquals(
-      await lines(again.output("actor-1", "stdout")[Symbol.asyncIterator](), 1),
-      "count 4\n",
+      await readLines(again.output("actor-1", "stdout")[Symbol.asyncIterator](), 1),
+      ["count 4"],
     );
     assertStringIncludes(
       await debugConsoleDump(vsock, "ip route"),

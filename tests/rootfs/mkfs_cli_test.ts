@@ -4,6 +4,7 @@
  */
 import { assert, assertEquals, assertMatch } from "../assert.ts";
 import { progressLine } from "../../lib/rootfs/command.ts";
+import { withTempDir } from "../temp.ts";
 
 const repo = new URL("../../", import.meta.url).pathname;
 const deno = Deno.execPath();
@@ -42,17 +43,8 @@ async function cli(args: string[], opts: { asNobody?: string } = {}) {
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-async function withDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "mkfs-cli-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("mkfs CLI: missing SRC_DIR → one-line error, exit 1, no OUT_IMAGE", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("mkfs-cli-", async (dir) => {
     const r = await cli([`${dir}/missing`, `${dir}/out.img`]);
     assertEquals(r.code, 1);
     assertEquals(
@@ -73,7 +65,7 @@ Deno.test({
   name: "mkfs CLI: builds, then reports the existing image for the same contents",
   ignore: !isRoot,
   async fn() {
-    await withDir(async (dir) => {
+    await withTempDir("mkfs-cli-", async (dir) => {
       await Deno.mkdir(`${dir}/src/etc`, { recursive: true });
       await Deno.writeTextFile(`${dir}/src/etc/hostname`, "actor\n");
       const first = await cli([`${dir}/src`, `${dir}/out.img`, "--verify"]);
@@ -90,7 +82,7 @@ Deno.test({
   name: "mkfs CLI: an unreadable entry (run as nobody) → one-line error naming it, no output",
   ignore: !isRoot,
   async fn() {
-    await withDir(async (dir) => {
+    await withTempDir("mkfs-cli-", async (dir) => {
       await Deno.chmod(dir, 0o777);
       await Deno.mkdir(`${dir}/src`, { mode: 0o755 });
       await Deno.mkdir(`${dir}/out`, { mode: 0o777 });

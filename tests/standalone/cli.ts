@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { assertEquals } from "../assert.ts";
-import { listDir, readProcFile } from "../../lib/standalone/proc.ts";
+import { listDir, readProcText, readStat } from "../../lib/ffi/procfs.ts";
 
 export const ROOT = new URL("../../", import.meta.url).pathname;
 export const BIN = join(ROOT, "bin/ateom-microvm");
@@ -84,6 +84,27 @@ export async function writeBundle(dir: string, args: string[]): Promise<string> 
   return dir;
 }
 
+/**
+ * Writes stand-in guest kernel and image files into `dir` and returns the `run`/`restore` flags
+ * naming them and `cloudHypervisor` (default: a stub script written there too).
+ */
+export async function writeAssets(dir: string, cloudHypervisor?: string): Promise<string[]> {
+  await Deno.writeTextFile(join(dir, "vmlinux"), "kernel\n");
+  await Deno.writeTextFile(join(dir, "kata.img"), "guest image\n");
+  if (!cloudHypervisor) {
+    cloudHypervisor = join(dir, "cloud-hypervisor");
+    await Deno.writeTextFile(cloudHypervisor, "#!/bin/sh\n", { mode: 0o755 });
+  }
+  return [
+    "--kernel",
+    join(dir, "vmlinux"),
+    "--image",
+    join(dir, "kata.img"),
+    "--cloud-hypervisor",
+    cloudHypervisor,
+  ];
+}
+
 /** Names under /run/netns. */
 export function netnsNames(): string[] {
   try {
@@ -104,9 +125,9 @@ export async function processesMentioning(needle: string): Promise<number[]> {
   for (const name of listDir("/proc")) {
     if (!/^\d+$/.test(name) || Number(name) === Deno.pid) continue;
     try {
-      const cmd = await readProcFile(`/proc/${name}/cmdline`);
-      const stat = await readProcFile(`/proc/${name}/stat`);
-      if (cmd.includes(needle) && !/\) Z /.test(stat)) pids.push(Number(name));
+      const cmd = await readProcText(`/proc/${name}/cmdline`);
+      const stat = await readStat(Number(name));
+      if (cmd?.includes(needle) && stat && stat.state !== "Z") pids.push(Number(name));
     } catch { /* gone */ }
   }
   return pids;

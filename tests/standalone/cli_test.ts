@@ -17,6 +17,7 @@ import {
   netnsNames,
   processesMentioning,
   withCli,
+  writeAssets,
   writeBundle,
 } from "./cli.ts";
 
@@ -39,26 +40,12 @@ async function ps(cli: Cli): Promise<PsEntry[]> {
   return JSON.parse(await cli.ok("ps", "--json"));
 }
 
-async function assets(dir: string): Promise<string[]> {
-  await Deno.writeTextFile(join(dir, "vmlinux"), "kernel");
-  await Deno.writeTextFile(join(dir, "kata.img"), "image");
-  await Deno.writeTextFile(join(dir, "cloud-hypervisor"), "#!/bin/sh\n", { mode: 0o755 });
-  return [
-    "--kernel",
-    join(dir, "vmlinux"),
-    "--image",
-    join(dir, "kata.img"),
-    "--cloud-hypervisor",
-    join(dir, "cloud-hypervisor"),
-  ];
-}
-
 /** run → ps → logs → checkpoint → rm → restore → checkpoint → restore --as, through `store`. */
 async function lifecycle(cli: Cli, name: string, store: (n: number) => string) {
   const work = join(cli.stateDir, "work");
   await Deno.mkdir(work);
   const bundle = await writeBundle(join(work, "bundle"), ["counter"]);
-  const flags = await assets(work);
+  const flags = await writeAssets(work);
 
   assertEquals(
     await cli.ok(
@@ -196,7 +183,7 @@ Deno.test("cli: checkpoint without --to goes to the state dir; restore finds the
     const work = join(cli.stateDir, "work");
     await Deno.mkdir(work);
     const bundle = await writeBundle(join(work, "bundle"), ["counter"]);
-    await cli.ok("run", name, "--bundle", bundle, ...(await assets(work)));
+    await cli.ok("run", name, "--bundle", bundle, ...(await writeAssets(work)));
     const uri = (await cli.ok("checkpoint", name)).trim();
     assertMatch(uri, new RegExp(`^file://${cli.stateDir}/snapshots/${name}/\\d{8}T\\d{6}Z/$`));
     await cli.ok("rm", name);
@@ -212,7 +199,7 @@ Deno.test("cli: a tampered snapshot is refused and leaves no actor behind", asyn
     const work = join(cli.stateDir, "work");
     await Deno.mkdir(work);
     const bundle = await writeBundle(join(work, "bundle"), ["counter"]);
-    await cli.ok("run", name, "--bundle", bundle, ...(await assets(work)));
+    await cli.ok("run", name, "--bundle", bundle, ...(await writeAssets(work)));
     const snap = join(work, "snap");
     await cli.ok("checkpoint", name, "--to", `file://${snap}/`);
     await Deno.writeTextFile(join(snap, "state.json"), "{}");
@@ -236,7 +223,7 @@ Deno.test("cli: a worker that cannot start is reported with its log, nothing lef
     const work = join(cli.stateDir, "work");
     await Deno.mkdir(work);
     const bundle = await writeBundle(join(work, "bundle"), ["counter"]);
-    const r = await cli.run("run", name, "--bundle", bundle, ...(await assets(work)));
+    const r = await cli.run("run", name, "--bundle", bundle, ...(await writeAssets(work)));
     assertEquals(r.code, 1);
     assertMatch(
       r.stderr,
@@ -255,7 +242,7 @@ Deno.test("cli: logs -f follows until the supervisor exits", async () => {
     const work = join(cli.stateDir, "work");
     await Deno.mkdir(work);
     const bundle = await writeBundle(join(work, "bundle"), ["counter"]);
-    await cli.ok("run", name, "--bundle", bundle, ...(await assets(work)));
+    await cli.ok("run", name, "--bundle", bundle, ...(await writeAssets(work)));
     const follower = new Deno.Command(BIN, {
       args: ["logs", "-f", name],
       env: cli.env,
@@ -291,7 +278,7 @@ Deno.test("cli: Ctrl-C during run cancels it, exit 130, nothing left", async () 
     await Deno.mkdir(work);
     const bundle = await writeBundle(join(work, "bundle"), ["counter"]);
     const child = new Deno.Command(BIN, {
-      args: ["run", name, "--bundle", bundle, ...(await assets(work))],
+      args: ["run", name, "--bundle", bundle, ...(await writeAssets(work))],
       env: cli.env,
       stdin: "null",
       stdout: "piped",
@@ -324,7 +311,7 @@ Deno.test("cli: a failed upload keeps the checkpoint; checkpoint again retries i
     const work = join(cli.stateDir, "work");
     await Deno.mkdir(work);
     const bundle = await writeBundle(join(work, "bundle"), ["counter"]);
-    await cli.ok("run", name, "--bundle", bundle, ...(await assets(work)));
+    await cli.ok("run", name, "--bundle", bundle, ...(await writeAssets(work)));
     const bad = await cli.run("checkpoint", name, "--to", "file:///proc/no-such-store/");
     assertEquals(bad.code, 1);
     assertMatch(

@@ -6,6 +6,7 @@
  */
 import { assert, assertEquals, assertMatch } from "../assert.ts";
 import { chMajor } from "../../lib/standalone/doctor.ts";
+import { writeAssets } from "./cli.ts";
 
 const BIN = new URL("../../bin/ateom-microvm", import.meta.url).pathname;
 const CH_DOUBLE = new URL("../doubles/cloud-hypervisor", import.meta.url).pathname;
@@ -79,17 +80,7 @@ Deno.test("doctor: text report names each problem with its fix", async () => {
 Deno.test("doctor: with the CH double and kernel/image files, everything is found; exit 0", async () => {
   const dir = await Deno.makeTempDir({ prefix: `doctor-${Deno.pid}-` });
   try {
-    await Deno.writeTextFile(`${dir}/vmlinux`, "kernel");
-    await Deno.writeTextFile(`${dir}/kata.img`, "image");
-    const r = await doctor([
-      "--json",
-      "--cloud-hypervisor",
-      CH_DOUBLE,
-      "--kernel",
-      `${dir}/vmlinux`,
-      "--image",
-      `${dir}/kata.img`,
-    ]);
+    const r = await doctor(["--json", ...await writeAssets(dir, CH_DOUBLE)]);
     assertEquals(r.code, 0, r.stdout);
     const report = JSON.parse(r.stdout) as { ok: boolean; checks: Check[] };
     assert(report.ok);

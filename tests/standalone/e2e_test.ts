@@ -17,6 +17,7 @@ import {
   processesMentioning,
   ROOT,
   withCli,
+  writeAssets,
   writeBundle,
 } from "./cli.ts";
 
@@ -44,16 +45,7 @@ async function flow(cli: Cli, name: string, store: (n: number) => string) {
   const work = join(cli.stateDir, "work");
   await Deno.mkdir(work);
   const bundle = await writeBundle(join(work, "bundle"), ["counter"]);
-  await Deno.writeTextFile(join(work, "vmlinux"), "kernel\n");
-  await Deno.writeTextFile(join(work, "kata.img"), "guest image\n");
-  const assets = [
-    "--kernel",
-    join(work, "vmlinux"),
-    "--image",
-    join(work, "kata.img"),
-    "--cloud-hypervisor",
-    CH_DOUBLE,
-  ];
+  const assets = await writeAssets(work, CH_DOUBLE);
 
   assertEquals(
     await cli.ok("run", name, "--bundle", bundle, ...assets, "--memory", "128M", "--vcpus", "2"),
@@ -133,8 +125,7 @@ Deno.test("e2e: ATEOM_MICROVM_NETWORK=none, the CLI inside an existing pod netns
       const work = join(cli.stateDir, "work");
       await Deno.mkdir(work);
       const bundle = await writeBundle(join(work, "bundle"), ["counter"]);
-      await Deno.writeTextFile(join(work, "vmlinux"), "kernel\n");
-      await Deno.writeTextFile(join(work, "kata.img"), "guest image\n");
+      const assets = await writeAssets(work, CH_DOUBLE);
       // The CLI runs in the pod's netns (as in a container); the worker inherits it.
       const inPod = (...args: string[]) =>
         new Deno.Command("ip", {
@@ -144,18 +135,7 @@ Deno.test("e2e: ATEOM_MICROVM_NETWORK=none, the CLI inside an existing pod netns
           stdout: "piped",
           stderr: "piped",
         }).output();
-      const run = await inPod(
-        "run",
-        name,
-        "--bundle",
-        bundle,
-        "--kernel",
-        join(work, "vmlinux"),
-        "--image",
-        join(work, "kata.img"),
-        "--cloud-hypervisor",
-        CH_DOUBLE,
-      );
+      const run = await inPod("run", name, "--bundle", bundle, ...assets);
       assertEquals(run.code, 0, new TextDecoder().decode(run.stderr));
       await waitForLog(cli, name, "count 1");
       // The worker built the actor network in the pod netns, not in a netns of its own.

@@ -110,97 +110,86 @@ async function connectClient(socket: string): Promise<TtrpcClient> {
   return new TtrpcClient(await Deno.connect({ transport: "unix", path: socket }));
 }
 
-Deno.test("our client against the Go server: unary, metadata, concurrency", async () => {
+/** Runs `fn` with our client connected to a fresh Go server; closes both afterwards. */
+async function withGoClient(fn: (client: TtrpcClient) => Promise<void>) {
   await withGoServer(async (socket) => {
     const client = await connectClient(socket);
     try {
-      const echoed = await client.call(SERVICE, "Echo", blob("hello from deno"));
-      assertEquals(dec.decode(unblob(echoed)), "hello from deno");
-      assertEquals(unblob(await client.call(SERVICE, "Echo", new Uint8Array(0))).length, 0);
-      const md = await client.call(SERVICE, "Metadata", new Uint8Array(0), {
-        metadata: { trace: ["a", "b"], x: ["1"] },
-      });
-      assertEquals(dec.decode(unblob(md)), "trace=a,b\nx=1");
-      const payloads = Array.from({ length: 50 }, (_, i) => pattern(i * 1000 + 1).fill(i, 0, 1));
-      const replies = await Promise.all(payloads.map((p) => client.call(SERVICE, "Echo", blob(p))));
-      replies.forEach((reply, i) => assertEquals(unblob(reply), payloads[i], `call ${i}`));
+      await fn(client);
     } finally {
       client.close();
       await client.closed;
     }
+  });
+}
+
+Deno.test("our client against the Go server: unary, metadata, concurrency", async () => {
+  await withGoClient(async (client) => {
+    const echoed = await client.call(SERVICE, "Echo", blob("hello from deno"));
+    assertEquals(dec.decode(unblob(echoed)), "hello from deno");
+    assertEquals(unblob(await client.call(SERVICE, "Echo", new Uint8Array(0))).length, 0);
+    const md = await client.call(SERVICE, "Metadata", new Uint8Array(0), {
+      metadata: { trace: ["a", "b"], x: ["1"] },
+    });
+    assertEquals(dec.decode(unblob(md)), "trace=a,b\nx=1");
+    const payloads = Array.from({ length: 50 }, (_, i) => pattern(i * 1000 + 1).fill(i, 0, 1));
+    const replies = await Promise.all(payloads.map((p) => client.call(SERVICE, "Echo", blob(p))));
+    replies.forEach((reply, i) => assertEquals(unblob(reply), payloads[i], `call ${i}`));
   });
 });
 
 Deno.test("our client against the Go server: deadlines reach the server", async () => {
-  await withGoServer(async (socket) => {
-    const client = await connectClient(socket);
-    try {
-      const none = await client.call(SERVICE, "Deadline", new Uint8Array(0));
-      assertEquals(dec.decode(unblob(none)), "none");
-      const set = await client.call(SERVICE, "Deadline", new Uint8Array(0), { timeoutMs: 60_000 });
-      assertEquals(dec.decode(unblob(set)), "set");
-      const err = await assertRejects(
-        () => client.call(SERVICE, "Block", new Uint8Array(0), { timeoutMs: 100 }),
-        `ttrpc call ${SERVICE}/Block: DEADLINE_EXCEEDED: no response within 100 ms`,
-      );
-      assertEquals((err as TtrpcError).code, Code.DEADLINE_EXCEEDED);
-      // The Go handler's context expired from timeout_nano alone.
-      const seen = await client.call(SERVICE, "LastBlock", new Uint8Array(0));
-      assertEquals(dec.decode(unblob(seen)), "deadline=true err=context deadline exceeded");
-    } finally {
-      client.close();
-      await client.closed;
-    }
+  await withGoClient(async (client) => {
+    const none = await client.call(SERVICE, "Deadline", new Uint8Array(0));
+    assertEquals(dec.decode(unblob(none)), "none");
+    const set = await client.call(SERVICE, "Deadline", new Uint8Array(0), { timeoutMs: 60_000 });
+    assertEquals(dec.decode(unblob(set)), "set");
+    const err = await assertRejects(
+      () => client.call(SERVICE, "Block", new Uint8Array(0), { timeoutMs: 100 }),
+      `ttrpc call ${SERVICE}/Block: DEADLINE_EXCEEDED: no response within 100 ms`,
+    );
+    assertEquals((err as TtrpcError).code, Code.DEADLINE_EXCEEDED);
+    // The Go handler's context expired from timeout_nano alone.
+    const seen = await client.call(SERVICE, "LastBlock", new Uint8Array(0));
+    assertEquals(dec.decode(unblob(seen)), "deadline=true err=context deadline exceeded");
   });
 });
 
 Deno.test("our client against the Go server: error statuses", async () => {
-  await withGoServer(async (socket) => {
-    const client = await connectClient(socket);
-    try {
-      const cases: [string, string, number, string][] = [
-        ["Fail", "5:container c1 not found", Code.NOT_FOUND, "container c1 not found"],
-        ["Fail", "13:boom", Code.INTERNAL, "boom"],
-        ["Fail", "6:sandbox exists", Code.ALREADY_EXISTS, "sandbox exists"],
-        ["Nope", "", Code.UNIMPLEMENTED, "method Nope"],
-      ];
-      for (const [method, data, code, message] of cases) {
-        const err = await assertRejects(() => client.call(SERVICE, method, blob(data)));
-        assert(err instanceof TtrpcError, String(err));
-        assertEquals([err.code, err.rpcMessage], [code, message], method);
-      }
-      const service = await assertRejects(() => client.call("no.Such", "X", new Uint8Array(0)));
-      assertEquals((service as TtrpcError).rpcMessage, "service no.Such");
-    } finally {
-      client.close();
-      await client.closed;
+  await withGoClient(async (client) => {
+    const cases: [string, string, number, string][] = [
+      ["Fail", "5:container c1 not found", Code.NOT_FOUND, "container c1 not found"],
+      ["Fail", "13:boom", Code.INTERNAL, "boom"],
+      ["Fail", "6:sandbox exists", Code.ALREADY_EXISTS, "sandbox exists"],
+      ["Nope", "", Code.UNIMPLEMENTED, "method Nope"],
+    ];
+    for (const [method, data, code, message] of cases) {
+      const err = await assertRejects(() => client.call(SERVICE, method, blob(data)));
+      assert(err instanceof TtrpcError, String(err));
+      assertEquals([err.code, err.rpcMessage], [code, message], method);
     }
+    const service = await assertRejects(() => client.call("no.Such", "X", new Uint8Array(0)));
+    assertEquals((service as TtrpcError).rpcMessage, "service no.Such");
   });
 });
 
 Deno.test("our client against the Go server: large payloads and the 4 MiB limit", async () => {
-  await withGoServer(async (socket) => {
-    const client = await connectClient(socket);
-    try {
-      // Largest Echo: Request and Blob wrappers take a few bytes of the 4 MiB.
-      const big = pattern(MAX_MESSAGE_SIZE - 64);
-      const [echoed, grown] = await Promise.all([
-        client.call(SERVICE, "Echo", blob(big)),
-        client.call(SERVICE, "Big", blob(String(MAX_MESSAGE_SIZE - 32))),
-      ]);
-      assertEquals(unblob(echoed), big);
-      assertEquals(unblob(grown), pattern(MAX_MESSAGE_SIZE - 32));
-      // Go 1.1 sends an oversized response; we skip it and fail only that call.
-      const err = await assertRejects(
-        () => client.call(SERVICE, "Big", blob(String(MAX_MESSAGE_SIZE))),
-        /RESOURCE_EXHAUSTED: response is 41943\d\d bytes, over the 4194304-byte message limit/,
-      );
-      assertEquals((err as TtrpcError).code, Code.RESOURCE_EXHAUSTED);
-      assertEquals(dec.decode(unblob(await client.call(SERVICE, "Echo", blob("ok")))), "ok");
-    } finally {
-      client.close();
-      await client.closed;
-    }
+  await withGoClient(async (client) => {
+    // Largest Echo: Request and Blob wrappers take a few bytes of the 4 MiB.
+    const big = pattern(MAX_MESSAGE_SIZE - 64);
+    const [echoed, grown] = await Promise.all([
+      client.call(SERVICE, "Echo", blob(big)),
+      client.call(SERVICE, "Big", blob(String(MAX_MESSAGE_SIZE - 32))),
+    ]);
+    assertEquals(unblob(echoed), big);
+    assertEquals(unblob(grown), pattern(MAX_MESSAGE_SIZE - 32));
+    // Go 1.1 sends an oversized response; we skip it and fail only that call.
+    const err = await assertRejects(
+      () => client.call(SERVICE, "Big", blob(String(MAX_MESSAGE_SIZE))),
+      /RESOURCE_EXHAUSTED: response is 41943\d\d bytes, over the 4194304-byte message limit/,
+    );
+    assertEquals((err as TtrpcError).code, Code.RESOURCE_EXHAUSTED);
+    assertEquals(dec.decode(unblob(await client.call(SERVICE, "Echo", blob("ok")))), "ok");
   });
 });
 

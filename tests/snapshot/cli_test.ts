@@ -1,9 +1,10 @@
 /**
  * The pack/unpack/push/pull subcommands through bin/ateom-microvm, as a user runs them.
  */
-import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { assert, assertEquals, assertMatch } from "../assert.ts";
+import { withTempDir } from "../temp.ts";
 
-const BIN = new URL("../bin/ateom-microvm", import.meta.url).pathname;
+const BIN = new URL("../../bin/ateom-microvm", import.meta.url).pathname;
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
@@ -23,15 +24,6 @@ async function run(args: string[], stdin?: Uint8Array) {
   return { code: out.code, stdout: out.stdout, stderr: new TextDecoder().decode(out.stderr) };
 }
 
-async function withDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "snapshot-cli-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 async function image(path: string) {
   using f = await Deno.open(path, { write: true, create: true });
   await f.truncate(32 * MiB);
@@ -40,7 +32,7 @@ async function image(path: string) {
 }
 
 Deno.test("cli: pack and unpack files, with --progress off a terminal", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("snapshot-cli-", async (dir) => {
     await image(`${dir}/img`);
     const pack = await run(["pack", "--progress", `${dir}/img`, `${dir}/img.ates`]);
     assertEquals(pack.code, 0, pack.stderr);
@@ -60,7 +52,7 @@ Deno.test("cli: pack and unpack files, with --progress off a terminal", async ()
 });
 
 Deno.test("cli: '-' streams through stdin and stdout", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("snapshot-cli-", async (dir) => {
     await image(`${dir}/img`);
     const original = await Deno.readFile(`${dir}/img`);
     const toStdout = await run(["pack", `${dir}/img`, "-"]);
@@ -81,7 +73,7 @@ Deno.test("cli: '-' streams through stdin and stdout", async () => {
 });
 
 Deno.test("cli: a bad stream is one line, exit 1, no output file", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("snapshot-cli-", async (dir) => {
     const bad = new TextEncoder().encode("ATESPRSE\x07\x00\x00\x00garbage");
     const result = await run(["unpack", "-", `${dir}/out`], bad);
     assertEquals(result.code, 1);
@@ -102,7 +94,7 @@ Deno.test("cli: a bad stream is one line, exit 1, no output file", async () => {
 });
 
 Deno.test("cli: push and pull a checkpoint directory over file://", async () => {
-  await withDir(async (dir) => {
+  await withTempDir("snapshot-cli-", async (dir) => {
     await Deno.mkdir(`${dir}/ckpt`);
     await image(`${dir}/ckpt/memory-ranges`);
     await Deno.writeTextFile(`${dir}/ckpt/config.json`, "{}");
