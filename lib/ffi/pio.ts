@@ -3,8 +3,8 @@
  * move data straight between a Uint8Array and the page cache with one call per chunk, without
  * the seek + async op pair Deno.FsFile needs per read or write.
  *
- * Contract: synchronous (errno read on the calling thread); short reads/writes are looped over;
- * failures throw a SyscallError naming the fd and offset.
+ * Contract: synchronous (errno read on the calling thread) except {@link pwriteOffThread}; short
+ * reads/writes are looped over; failures throw a SyscallError naming the fd and offset.
  *
  * @module
  */
@@ -42,6 +42,24 @@ function transferAt(
     }
     done += n;
   }
+}
+
+/**
+ * Writes all of `buf` at `offset` on Deno's FFI thread pool, so the calling thread keeps running;
+ * `buf` must stay untouched until the promise settles. A short or failed write is finished by
+ * {@link pwriteFull}, which reads errno on this thread.
+ */
+export async function pwriteOffThread(
+  fd: number,
+  buf: Uint8Array<ArrayBuffer>,
+  offset: number,
+): Promise<void> {
+  const n = Number(
+    await sym().pwriteOffThread(fd, buf, BigInt(buf.length), BigInt(offset)),
+  );
+  if (n === buf.length) return;
+  const done = Math.max(n, 0);
+  pwriteFull(fd, buf.subarray(done), offset + done);
 }
 
 /** Sets the size of the file open at `fd`. */

@@ -1,8 +1,9 @@
 import { zstdCompressSync, zstdDecompressSync } from "node:zlib";
-import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../../tests/assert.ts";
 import { extents } from "../sparse/extents.ts";
-import { packSparseFile, packStream } from "./encode.ts";
-import { unpackToFile, unpackToStream } from "./decode.ts";
+import { type PackOptions, packSparseFile, packSparseFileToFile, packStream } from "./encode.ts";
+import type { ZstdBackend } from "./compress_pool.ts";
+import { unpackFileToFile, unpackToFile, unpackToStream } from "./decode.ts";
 import { encodeHeader, encodeI64 } from "./format.ts";
 
 const KiB = 1024;
@@ -27,14 +28,21 @@ async function sparseFile(
   return path;
 }
 
+/** Thread settings both codecs are tested with: inline, libzstd threads, node:zlib workers. */
+const DECODERS: { workers: number; zstd?: ZstdBackend }[] = [
+  { workers: 0 },
+  { workers: 2, zstd: "auto" },
+  { workers: 2, zstd: "node" },
+];
+
 async function packToBytes(
   path: string,
-  workers?: number,
+  options: PackOptions = {},
   chunkSize?: number,
 ): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   await packSparseFile(path, new WritableStream({ write: (c) => void chunks.push(c.slice()) }), {
-    workers,
+    ...options,
     chunkSize,
   });
   return concat(chunks);
@@ -127,10 +135,10 @@ for (const [name, size, regions] of CASES) {
   Deno.test(`round trip: ${name} (file and stream, pool and inline)`, async () => {
     await withDir(async (dir) => {
       const src = await sparseFile(dir, "src", size, regions);
-      for (const workers of [0, 2]) {
-        const encoded = await packToBytes(src, workers, 1 * MiB);
-        const dst = `${dir}/dst-${workers}`;
-        const stats = await unpackToFile(streamOf(encoded), dst, { workers });
+      for (const [i, options] of DECODERS.entries()) {
+        const encoded = await packToBytes(src, options, 1 * MiB);
+        const dst = `${dir}/dst-${i}`;
+        const stats = await unpackToFile(streamOf(encoded), dst, options);
         assertEquals(stats.logicalSize, size);
         assert(stats.sparse);
         assertEquals(await Deno.readFile(dst), await Deno.readFile(src));
@@ -144,7 +152,10 @@ for (const [name, size, regions] of CASES) {
         );
         assertEquals(concat(streamed), await Deno.readFile(src));
       }
-      assertEquals(await Array.fromAsync(Deno.readDir(dir)).then((e) => e.length), 3);
+      assertEquals(
+        await Array.fromAsync(Deno.readDir(dir)).then((e) => e.length),
+        1 + DECODERS.length,
+      );
     });
   });
 }
@@ -152,7 +163,7 @@ for (const [name, size, regions] of CASES) {
 Deno.test("interop: the zstd CLI decodes the body after the 12-byte header", async () => {
   await withDir(async (dir) => {
     const src = await sparseFile(dir, "src", 6 * MiB, [[0, 4 * KiB, 1], [5 * MiB, 1 * MiB, 2]]);
-    const encoded = await packToBytes(src, 2, 1 * MiB);
+    const encoded = await packToBytes(src, { workers: 2 }, 1 * MiB);
     await Deno.writeFile(`${dir}/body.zst`, encoded.subarray(12));
     const out = await new Deno.Command("zstd", {
       args: ["-d", "-q", "-c", `${dir}/body.zst`],
@@ -203,6 +214,41 @@ Deno.test("plain zstd: concatenated frames and skippable frames decode as one st
   });
 });
 
+Deno.test("file to file: incompressible frames larger than a read chunk round-trip", async () => {
+  await withDir(async (dir) => {
+    // Random bytes: frames stay as large compressed, so 1.3 MiB frames straddle the decoder's
+    // 4 MiB reads at varying points and outgrow recycled 1 MiB frame buffers mid-frame; the
+    // default 4 MiB frames span whole reads.
+    const src = `${dir}/src`;
+    const data = new Uint8Array(9 * MiB);
+    for (let i = 0; i < data.length; i += 65536) {
+      crypto.getRandomValues(data.subarray(i, i + 65536));
+    }
+    await Deno.writeFile(src, new Uint8Array());
+    await Deno.truncate(src, 64 * MiB);
+    using f = await Deno.open(src, { write: true });
+    await f.seek(32 * MiB, Deno.SeekMode.Start);
+    for (let o = 0; o < data.length;) o += await f.write(data.subarray(o));
+    const cases: { workers: number; zstd?: ZstdBackend; chunkSize?: number }[] = [
+      ...DECODERS,
+      ...DECODERS.map((o) => ({ ...o, chunkSize: 1300 * KiB })),
+    ];
+    for (const [i, options] of cases.entries()) {
+      const packed = await packSparseFileToFile(src, `${dir}/packed-${i}`, options);
+      assertEquals(packed.dataBytes, data.length);
+      assertEquals(
+        await Deno.readFile(`${dir}/packed-${i}`),
+        await packToBytes(src, options, options.chunkSize),
+        "packSparseFileToFile writes what packSparseFile streams",
+      );
+      const stats = await unpackFileToFile(`${dir}/packed-${i}`, `${dir}/out-${i}`, options);
+      assertEquals(stats.logicalSize, 64 * MiB);
+      assertEquals(await Deno.readFile(`${dir}/out-${i}`), await Deno.readFile(src));
+      await sameExtents(src, `${dir}/out-${i}`);
+    }
+  });
+});
+
 Deno.test("pooled decoding falls back to streaming for frames with large output", async () => {
   await withDir(async (dir) => {
     // 40 MiB of a repeated byte is a tiny frame whose output exceeds the pool's 16 MiB limit.
@@ -210,10 +256,10 @@ Deno.test("pooled decoding falls back to streaming for frames with large output"
     content.set(new TextEncoder().encode("end"), content.length - 3);
     const input = zstdCompressSync(content);
     assert(input.length < 64 * KiB);
-    for (const workers of [0, 2]) {
-      const stats = await unpackToFile(streamOf(input), `${dir}/out-${workers}`, { workers });
+    for (const [i, options] of DECODERS.entries()) {
+      const stats = await unpackToFile(streamOf(input), `${dir}/out-${i}`, options);
       assertEquals(stats.logicalSize, content.length);
-      assertEquals(await Deno.readFile(`${dir}/out-${workers}`), content);
+      assertEquals(await Deno.readFile(`${dir}/out-${i}`), content);
     }
   });
 });
@@ -340,14 +386,9 @@ Deno.test("rejects a compressed stream cut inside a frame, and garbage after it"
     );
     const corrupt = encoded.slice();
     corrupt[corrupt.length - 2] ^= 0xff; // inside the content checksum
-    for (const workers of [0, 2]) {
-      const bad = await assertRejects(() =>
-        unpackToFile(streamOf(corrupt), `${dir}/out`, { workers })
-      );
-      assertEquals(
-        bad.message,
-        "corrupt zstd data: Zstd decompress error: Restored data doesn't match checksum",
-      );
+    for (const options of DECODERS) {
+      const bad = await assertRejects(() => unpackToFile(streamOf(corrupt), `${dir}/out`, options));
+      assertMatch(bad.message, /^corrupt zstd data: .*Restored data doesn't match checksum$/);
     }
     assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
   });

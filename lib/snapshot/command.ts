@@ -5,13 +5,13 @@
  *
  * @module
  */
-import { basename, dirname, join } from "node:path";
+import { partialPath } from "./files.ts";
 import { type Command, expectPositionals, parseFlags, UsageError } from "../cli/command.ts";
 import { formatBytes, progress } from "../cli/progress.ts";
-import { packSparseFile, packStream } from "./encode.ts";
-import { unpackToFile, unpackToStream } from "./decode.ts";
+import { packSparseFile, packSparseFileToFile, packStream } from "./encode.ts";
+import { unpackFileToFile, unpackToFile, unpackToStream } from "./decode.ts";
 
-/** A file's bytes in 1 MiB reads (the default readable reads 64 KiB at a time). */
+/** A file's bytes in 8 MiB reads (the default readable reads 64 KiB at a time). */
 export function readFileStream(file: Deno.FsFile, chunkSize = 1 << 20): ReadableStream<Uint8Array> {
   return new ReadableStream({
     async pull(controller) {
@@ -45,16 +45,38 @@ async function packOutput(path: string) {
   if (path === "-") {
     return { stream: Deno.stdout.writable, commit: async () => {}, abandon: async () => {} };
   }
-  const temp = join(
-    dirname(path),
-    `.${basename(path)}.partial-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`,
-  );
+  const temp = partialPath(path);
   const file = await Deno.open(temp, { write: true, createNew: true });
   return {
     stream: file.writable,
     commit: () => Deno.rename(temp, path),
     abandon: () => Deno.remove(temp).catch(() => {}),
   };
+}
+
+/** The arguments pack and unpack share: `[--progress] [--workers N] SRC DST`. */
+interface CodecArgs {
+  src: string;
+  dst: string;
+  workers?: number;
+  progress: boolean;
+  bar: ReturnType<typeof progress>;
+}
+
+/** Parses `args` for `command`; undefined after printing its help. */
+function codecArgs(command: Command, args: string[]): CodecArgs | undefined {
+  const { values, positionals, help } = parseFlags(args, {
+    progress: { type: "boolean" },
+    workers: { type: "string" },
+  });
+  if (help) {
+    console.log(command.help);
+    return undefined;
+  }
+  const [src, dst] = expectPositionals(positionals, ["src", "dst"]);
+  const workers = workerCount(values.workers);
+  const bar = progress(command.name, !!values.progress);
+  return { src, dst, workers, progress: !!values.progress, bar };
 }
 
 export const packCommand: Command = {
@@ -69,31 +91,28 @@ Options:
   --progress    show bytes and rate on stderr
   --workers N   compression threads (default: one per core)`,
   async run(args) {
-    const { values, positionals, help } = parseFlags(args, {
-      progress: { type: "boolean" },
-      workers: { type: "string" },
-    });
-    if (help) {
-      console.log(this.help);
-      return 0;
-    }
-    const [src, dst] = expectPositionals(positionals, ["src", "dst"]);
-    const workers = workerCount(values.workers);
-    const bar = progress("pack", !!values.progress);
+    const parsed = codecArgs(this, args);
+    if (!parsed) return 0;
+    const { src, dst, workers, bar } = parsed;
     const onProgress = (s: { dataBytes: number }) => bar.update(s.dataBytes);
-    const out = await packOutput(dst);
     let stats;
-    try {
-      stats = src === "-"
-        ? await packStream(Deno.stdin.readable, out.stream, { workers, onProgress })
-        : await packSparseFile(src, out.stream, { workers, onProgress });
-      await out.commit();
-    } catch (e) {
-      await out.abandon();
-      throw e;
+    if (src !== "-" && dst !== "-") {
+      // File to file: frames go straight from the compression buffers to the file.
+      stats = await packSparseFileToFile(src, dst, { workers, onProgress });
+    } else {
+      const out = await packOutput(dst);
+      try {
+        stats = src === "-"
+          ? await packStream(Deno.stdin.readable, out.stream, { workers, onProgress })
+          : await packSparseFile(src, out.stream, { workers, onProgress });
+        await out.commit();
+      } catch (e) {
+        await out.abandon();
+        throw e;
+      }
     }
     bar.done(stats.dataBytes);
-    if (values.progress) {
+    if (parsed.progress) {
       console.error(
         `pack: ${formatBytes(stats.logicalSize)} image, ${
           formatBytes(stats.dataBytes)
@@ -108,7 +127,7 @@ Options:
 export const unpackCommand: Command = {
   name: "unpack",
   summary: "decode a snapshot stream (sparse-extent or plain zstd) into a sparse file",
-  help: `Usage: ateom-microvm unpack [--progress] SRC DST
+  help: `Usage: ateom-microvm unpack [--progress] [--workers N] SRC DST
 
 Decodes SRC (sparse-extent zstd v2, or plain zstd) into DST. DST is written as a sparse file under
 a temporary name and renamed into place only when the whole input is valid. SRC or DST may be '-'
@@ -116,26 +135,23 @@ for stdin/stdout; on stdout the holes are written as zeros.
 
 Options:
   --progress    show bytes and rate on stderr
-  --workers N   decompression threads for small frames (default 0: this thread)`,
+  --workers N   decompression threads (default: one per core; 0 decodes on the main thread)`,
   async run(args) {
-    const { values, positionals, help } = parseFlags(args, {
-      progress: { type: "boolean" },
-      workers: { type: "string" },
-    });
-    if (help) {
-      console.log(this.help);
-      return 0;
-    }
-    const [src, dst] = expectPositionals(positionals, ["src", "dst"]);
-    const workers = workerCount(values.workers);
-    const bar = progress("unpack", !!values.progress);
-    const input = src === "-" ? Deno.stdin.readable : readFileStream(await Deno.open(src));
+    const parsed = codecArgs(this, args);
+    if (!parsed) return 0;
+    const { src, dst, workers, bar } = parsed;
     const onProgress = (s: { compressedBytes: number }) => bar.update(s.compressedBytes);
-    const stats = dst === "-"
-      ? await unpackToStream(input, Deno.stdout.writable, { onProgress, workers })
-      : await unpackToFile(input, dst, { onProgress, workers });
+    let stats;
+    if (src !== "-" && dst !== "-") {
+      stats = await unpackFileToFile(src, dst, { onProgress, workers });
+    } else {
+      const input = src === "-" ? Deno.stdin.readable : readFileStream(await Deno.open(src));
+      stats = dst === "-"
+        ? await unpackToStream(input, Deno.stdout.writable, { onProgress, workers })
+        : await unpackToFile(input, dst, { onProgress, workers });
+    }
     bar.done(stats.compressedBytes);
-    if (values.progress) {
+    if (parsed.progress) {
       console.error(
         `unpack: ${formatBytes(stats.logicalSize)} image, ${
           formatBytes(stats.writtenBytes)

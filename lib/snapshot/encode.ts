@@ -9,7 +9,14 @@
 import { closeFd, O_RDONLY, openFd } from "../ffi/libc.ts";
 import { sizeOf } from "../ffi/seek.ts";
 import { type Extent, extentsOfFd } from "../sparse/extents.ts";
-import { CompressPool, defaultWorkers } from "./compress_pool.ts";
+import {
+  CompressPool,
+  type CompressResult,
+  defaultWorkers,
+  type ZstdBackend,
+} from "./compress_pool.ts";
+import { writeViaTemp } from "./files.ts";
+import { pwriteFull } from "../ffi/pio.ts";
 import { encodeHeader, encodeI64, END_OFFSET } from "./format.ts";
 
 /** Plaintext bytes per zstd frame. */
@@ -26,8 +33,10 @@ export interface PackStats {
 }
 
 export interface PackOptions {
-  /** Compression workers; default every core; 0 compresses on the calling thread. */
+  /** Compression threads; default every core; 0 compresses on the calling thread. */
   workers?: number;
+  /** zstd implementation: libzstd when present (default), or node:zlib workers. */
+  zstd?: ZstdBackend;
   /** Plaintext bytes per frame (default 4 MiB). */
   chunkSize?: number;
   /** Called after each frame is written. */
@@ -50,12 +59,49 @@ export function digestZeros(digest: Digest, length: number): void {
   }
 }
 
-/** Orders compressed frames out of the pool and into the writer, recycling chunk buffers. */
+/** Where packed bytes go. */
+interface ByteSink {
+  /**
+   * True when the sink may still hold `bytes` after `write` settles (a stream): it then gets a
+   * copy, and the frame's memory is reused at once. A file sink is done with them.
+   */
+  readonly keeps: boolean;
+  write(bytes: Uint8Array): Promise<void>;
+  close(): Promise<void>;
+  abort(reason: unknown): Promise<void>;
+}
+
+function streamSink(out: WritableStream<Uint8Array>): ByteSink {
+  const writer = out.getWriter();
+  return {
+    keeps: true,
+    write: (bytes) => writer.write(bytes),
+    close: () => writer.close(),
+    abort: (reason) => writer.abort(reason).catch(() => {}),
+  };
+}
+
+/** Appends to the file open at `fd` with pwrite (the caller closes it). */
+function fileSink(fd: number): ByteSink {
+  let offset = 0;
+  return {
+    keeps: false,
+    write(bytes) {
+      pwriteFull(fd, bytes as Uint8Array<ArrayBuffer>, offset);
+      offset += bytes.length;
+      return Promise.resolve();
+    },
+    close: () => Promise.resolve(),
+    abort: () => Promise.resolve(),
+  };
+}
+
+/** Orders compressed frames out of the pool and into the sink, recycling chunk buffers. */
 class FramePipeline {
   readonly stats: PackStats = { logicalSize: 0, dataBytes: 0, compressedBytes: 0 };
   #pool: CompressPool;
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
-  #inFlight: Promise<{ frame: Uint8Array; buffer: ArrayBuffer }>[] = [];
+  #sink: ByteSink;
+  #inFlight: Promise<CompressResult>[] = [];
   #free: ArrayBuffer[] = [];
   #buffer: ArrayBuffer;
   #fill = 0;
@@ -63,11 +109,12 @@ class FramePipeline {
   constructor(
     readonly chunkSize: number,
     workers: number,
-    writer: WritableStreamDefaultWriter<Uint8Array>,
+    sink: ByteSink,
     readonly onProgress?: (stats: PackStats) => void,
+    backend?: ZstdBackend,
   ) {
-    this.#pool = new CompressPool(workers);
-    this.#writer = writer;
+    this.#pool = new CompressPool(workers, backend);
+    this.#sink = sink;
     this.#buffer = new ArrayBuffer(chunkSize);
   }
 
@@ -95,7 +142,7 @@ class FramePipeline {
   }
 
   async write(bytes: Uint8Array): Promise<void> {
-    await this.#writer.write(bytes);
+    await this.#sink.write(bytes);
     this.stats.compressedBytes += bytes.length;
   }
 
@@ -108,14 +155,15 @@ class FramePipeline {
   }
 
   async #writeOldest(): Promise<void> {
-    const { frame, buffer } = await this.#inFlight.shift()!;
+    const { frame, buffer, release } = await this.#inFlight.shift()!;
     if (buffer.byteLength === this.chunkSize) this.#free.push(buffer);
-    if (this.#pool.transfers) {
+    if (this.#sink.keeps) {
       const copy = new Uint8Array(frame);
-      release(frame);
+      release();
       await this.write(copy);
     } else {
       await this.write(frame);
+      release();
     }
     this.onProgress?.(this.stats);
   }
@@ -134,35 +182,25 @@ class FramePipeline {
   }
 }
 
-/**
- * Frees a frame received from a worker now. V8 does not count such transferred buffers as memory
- * pressure, so hundreds of MB of written frames piled up before a GC; the caller writes a copy
- * (compressed bytes only, cheap) whose memory V8 accounts, and detaches the original.
- */
-function release(bytes: Uint8Array): void {
-  const buffer = bytes.buffer as ArrayBuffer & { transfer?: (length: number) => ArrayBuffer };
-  buffer.transfer?.(0);
-}
-
 async function withPipeline(
-  out: WritableStream<Uint8Array>,
+  sink: ByteSink,
   options: PackOptions,
   body: (pipeline: FramePipeline) => Promise<void>,
 ): Promise<PackStats> {
-  const writer = out.getWriter();
   const pipeline = new FramePipeline(
     options.chunkSize ?? DEFAULT_CHUNK_SIZE,
     options.workers ?? defaultWorkers(),
-    writer,
+    sink,
     options.onProgress,
+    options.zstd,
   );
   try {
     await body(pipeline);
     await pipeline.flush();
-    await writer.close();
+    await sink.close();
     return { ...pipeline.stats };
   } catch (e) {
-    await writer.abort(e).catch(() => {});
+    await sink.abort(e);
     throw e;
   } finally {
     pipeline.close();
@@ -178,7 +216,24 @@ export function packSparseFile(
   out: WritableStream<Uint8Array>,
   options: PackOptions = {},
 ): Promise<PackStats> {
-  return withPipeline(out, options, async (pipeline) => {
+  return packSparse(path, streamSink(out), options);
+}
+
+/**
+ * Packs the sparse file at `path` into the file `destination`, written under a temporary name
+ * beside it and renamed into place when complete (nothing is left behind on failure). Frames are
+ * written with pwrite straight from the compression buffers.
+ */
+export function packSparseFileToFile(
+  path: string,
+  destination: string,
+  options: PackOptions = {},
+): Promise<PackStats> {
+  return writeViaTemp(destination, 0o644, (fd) => packSparse(path, fileSink(fd), options));
+}
+
+function packSparse(path: string, sink: ByteSink, options: PackOptions): Promise<PackStats> {
+  return withPipeline(sink, options, async (pipeline) => {
     using file = await Deno.open(path, { read: true });
     const { size, extents } = layoutOf(path);
     pipeline.stats.logicalSize = size;
@@ -218,7 +273,7 @@ export function packStream(
   out: WritableStream<Uint8Array>,
   options: PackOptions = {},
 ): Promise<PackStats> {
-  return withPipeline(out, options, async (pipeline) => {
+  return withPipeline(streamSink(out), options, async (pipeline) => {
     for await (const chunk of input) {
       pipeline.stats.logicalSize += chunk.length;
       pipeline.stats.dataBytes += chunk.length;

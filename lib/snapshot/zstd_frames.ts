@@ -185,3 +185,21 @@ export class FrameScanner {
     );
   }
 }
+
+/**
+ * The decompressed size a zstd frame's header records (RFC 8878 §3.1.1.1), or undefined when the
+ * header omits it or `frame` is too short to tell.
+ */
+export function frameContentSize(frame: Uint8Array): number | undefined {
+  if (frame.length < 5) return undefined;
+  const descriptor = frame[4];
+  const fcsFlag = descriptor >> 6;
+  const singleSegment = (descriptor >> 5) & 1;
+  const fcsSize = [singleSegment ? 1 : 0, 2, 4, 8][fcsFlag];
+  if (fcsSize === 0) return undefined;
+  const at = 5 + (singleSegment ? 0 : 1) + [0, 1, 2, 4][descriptor & 3];
+  if (frame.length < at + fcsSize) return undefined;
+  let size = 0;
+  for (let i = fcsSize - 1; i >= 0; i--) size = size * 256 + frame[at + i];
+  return fcsSize === 2 ? size + 256 : size;
+}
