@@ -71,6 +71,7 @@ import { type CommandRunner, ProcessRunner } from "../net/runner.ts";
 import { checkNetworkTools } from "../net/tools.ts";
 import { ateomNetnsPath } from "../paths/paths.ts";
 import { buildImage } from "../rootfs/build.ts";
+import { logBuildProgress, ROOTFS_READY_MSG } from "./build_log.ts";
 import { resetFromGolden, saveGolden } from "../rootfs/golden.ts";
 import { mergeDelta, type MergeHooks, trashPathOf, workPathOf } from "../sparse/merge.ts";
 import { type Assets, resolveAssets } from "./assets.ts";
@@ -719,8 +720,9 @@ export class MicroVmRuntime implements WorkloadRuntime {
       const result = await buildImage(join(c.bundleDir, "rootfs"), disk, {
         resolvConf: this.#opts.resolvConf ?? "/etc/resolv.conf",
         signal,
+        onProgress: logBuildProgress(log, c.name),
       });
-      log.info("rootfs disk ready", { container: c.name, outcome: result.outcome });
+      log.info(ROOTFS_READY_MSG, { container: c.name, outcome: result.outcome });
     }
   }
 

@@ -9,14 +9,15 @@ import { buildImage, type BuildProgress } from "./build.ts";
 
 const MiB = 1024 * 1024;
 
-/** One progress line for a terminal. */
-export function progressLine(p: BuildProgress): string {
+/** One progress line for a terminal, after `prefix` (the standalone CLI names the container). */
+export function progressLine(p: BuildProgress, prefix = "mkfs"): string {
   if (p.phase === "mkfs" && p.total > 0) {
     const pct = Math.floor((100 * p.done) / p.total);
-    return `mkfs: writing ${(p.done / MiB).toFixed(0)}/${(p.total / MiB).toFixed(0)} MiB (${pct}%)`;
+    return `${prefix}: writing ${(p.done / MiB).toFixed(0)}/${(p.total / MiB).toFixed(0)} MiB ` +
+      `(${pct}%)`;
   }
-  if (p.phase === "scan") return `mkfs: scanning source (${p.done} entries)`;
-  return `mkfs: ${p.phase === "fixup" ? "normalising metadata" : "checking the image"}`;
+  if (p.phase === "scan") return `${prefix}: scanning source (${p.done} entries)`;
+  return `${prefix}: ${p.phase === "fixup" ? "normalising metadata" : "checking the image"}`;
 }
 
 export const mkfsCommand: Command = {

@@ -25,6 +25,7 @@ import { ASSET_FLAGS, ASSET_HELP, chooseAssets, forget, newRecord, parseShape } 
 import { METADATA_FILE, normaliseUri, type SnapshotMetadata } from "./checkpoint.ts";
 import { type ActorRecord, CONTAINER, StateDir } from "./state.ts";
 import { withActorLock } from "./lock.ts";
+import { followBuildProgress } from "./build_progress.ts";
 import { asUsage, interruptible, nameArgument, printResult } from "./output.ts";
 
 /** The newest snapshot dir of `name` under the state dir that has a manifest, as a URI. */
@@ -154,7 +155,10 @@ Exit codes: 0 running, 1 failed, 2 usage error, 130 interrupted (Ctrl-C).`,
             }
             const activeRecord = record;
             await activate(ctx, record, (client, signal) =>
-              client.restore(activeRecord, uri, RPC_TIMEOUT_MS, signal));
+              followBuildProgress(
+                ctx.state.logFile(target),
+                () => client.restore(activeRecord, uri, RPC_TIMEOUT_MS, signal),
+              ));
           } catch (e) {
             if (record && !existing) {
               await forget(ctx, record);

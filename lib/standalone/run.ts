@@ -11,6 +11,7 @@ import { checkBundle, copyBundle, kataConfigOverride, resolveAssets } from "./bu
 import { type ActorRecord, CONTAINER, type PortMapping, StateDir } from "./state.ts";
 import { freeSlot, parsePort } from "./network.ts";
 import { withActorLock } from "./lock.ts";
+import { followBuildProgress } from "./build_progress.ts";
 import { asUsage, interruptible, nameArgument, printResult } from "./output.ts";
 
 /** The flags `run` and `restore` share: the runtime assets and the guest size. */
@@ -166,7 +167,11 @@ Defaults come from the config file (see docs/quickstart.md). Exit codes: 0 runni
             await activate(
               ctx,
               record,
-              (client, signal) => client.run(record, RPC_TIMEOUT_MS, signal),
+              (client, signal) =>
+                followBuildProgress(
+                  ctx.state.logFile(name),
+                  () => client.run(record, RPC_TIMEOUT_MS, signal),
+                ),
             );
           } catch (e) {
             await forget(ctx, record);

@@ -217,6 +217,37 @@ Deno.test("cli: a tampered snapshot is refused and leaves no actor behind", asyn
   });
 });
 
+Deno.test("cli: off a terminal, run and restore print the worker's rootfs build as plain lines", async () => {
+  await withCli({ ...WORKER_ENV, FAKE_WORKER_ROOTFS: "1" }, async (cli) => {
+    const name = `rootfs-${Deno.pid}`;
+    const work = join(cli.stateDir, "work");
+    await Deno.mkdir(work);
+    const bundle = await writeBundle(join(work, "bundle"), ["counter"]);
+    const run = await cli.run("run", name, "--bundle", bundle, ...(await writeAssets(work)));
+    assertEquals([run.code, run.stdout], [0, `${name}\n`], run.stderr);
+    // Each phase's lines, in order, as plain lines on stderr (the worker's own lines are not).
+    const built = run.stderr.trimEnd().split("\n");
+    assertEquals(built[0], "rootfs main: scanning source (0 entries)");
+    assertMatch(built[1], /^rootfs main: scanning source \(\d+ entries\)$/);
+    assertMatch(built[2], /^rootfs main: writing \d+(\.\d)? \S+ \/ \d+(\.\d)? \S+ \(\d+%\) /);
+    assertMatch(built.at(-3)!, /^rootfs main: writing .* \(100%\) .* done$/);
+    assertEquals(built.slice(-2), [
+      "rootfs main: normalising metadata",
+      "rootfs main: ready (built)",
+    ]);
+    assertEquals(built.filter((l) => !l.startsWith("rootfs main: ")), []);
+
+    // Restore draws only its own build (the disk is already there), not run's lines again.
+    await cli.ok("checkpoint", name, "--to", `file://${work}/snap/`);
+    const restore = await cli.run("restore", name);
+    assertEquals([restore.code, restore.stdout], [0, `${name}\n`], restore.stderr);
+    const pulled = restore.stderr.trimEnd().split("\n").filter((l) => !l.startsWith("pull "));
+    assertEquals(pulled.at(-1), "rootfs main: ready (existing)");
+    assertEquals(pulled.filter((l) => l.includes("ready")).length, 1);
+    assertEquals(pulled.filter((l) => l.includes("writing")), []);
+  });
+});
+
 Deno.test("cli: a worker that cannot start is reported with its log, nothing left", async () => {
   await withCli({ ATEOM_MICROVM_WORKER: JSON.stringify(["/bin/false"]) }, async (cli) => {
     const name = `nostart-${Deno.pid}`;

@@ -47,9 +47,22 @@ async function flow(cli: Cli, name: string, store: (n: number) => string) {
   const bundle = await writeBundle(join(work, "bundle"), ["counter"]);
   const assets = await writeAssets(work, CH_DOUBLE);
 
-  assertEquals(
-    await cli.ok("run", name, "--bundle", bundle, ...assets, "--memory", "128M", "--vcpus", "2"),
-    `${name}\n`,
+  const run = await cli.run(
+    "run",
+    name,
+    "--bundle",
+    bundle,
+    ...assets,
+    "--memory",
+    "128M",
+    "--vcpus",
+    "2",
+  );
+  assertEquals([run.code, run.stdout], [0, `${name}\n`], run.stderr);
+  // The worker's rootfs build, drawn by the CLI as plain lines (stderr is not a terminal).
+  assertStringIncludes(
+    run.stderr,
+    "rootfs main: normalising metadata\nrootfs main: ready (built)\n",
   );
   const [running] = JSON.parse(await cli.ok("ps", "--json")) as PsEntry[];
   assertEquals(running.state, "running");

@@ -10,6 +10,8 @@
  *   checkpoint wrote), starts the child, logs `count N+1`.
  *
  * With `FAKE_WORKER_BLOCK=run`, run never finishes on its own (it waits for cancellation).
+ * With `FAKE_WORKER_ROOTFS=1`, run and restore first build container `main`'s rootfs disk with
+ * lib/rootfs and log its progress as the micro-VM runtime does (lib/lifecycle/build_log.ts).
  *
  * Invoked as `fake_worker.ts serve --pod-uid UID --base-path DIR [--log-level L]` (the CLI's
  * supervisor argv after $ATEOM_MICROVM_WORKER).
@@ -19,14 +21,31 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startServer } from "../../lib/api/server.ts";
-import { RuntimeError, type WorkloadRuntime } from "../../lib/api/runtime.ts";
-import { jsonLogger, stdoutSink } from "../../lib/log/logger.ts";
+import { RuntimeError, type WorkloadRequest, type WorkloadRuntime } from "../../lib/api/runtime.ts";
+import { jsonLogger, type Logger, nullLogger, stdoutSink } from "../../lib/log/logger.ts";
+import { buildImage } from "../../lib/rootfs/build.ts";
+import { logBuildProgress, ROOTFS_READY_MSG } from "../../lib/lifecycle/build_log.ts";
+import { rootfsDiskOf } from "../../lib/lifecycle/layout.ts";
 
 const MEMORY_SIZE = 8 << 20;
 const COUNT_OFFSET = 4 << 20;
 
 let vmm: Deno.ChildProcess | undefined;
 let count = 0;
+let log: Logger = nullLogger;
+
+async function buildRootfs(req: WorkloadRequest) {
+  if (Deno.env.get("FAKE_WORKER_ROOTFS") !== "1") return;
+  const c = req.containers[0];
+  const result = await buildImage(
+    join(c.bundleDir, "rootfs"),
+    rootfsDiskOf(req.paths.actorDir, c.name),
+    {
+      onProgress: logBuildProgress(log, c.name),
+    },
+  );
+  log.info(ROOTFS_READY_MSG, { container: c.name, outcome: result.outcome });
+}
 
 function startVmm() {
   vmm = new Deno.Command("sleep", { args: ["3600"], stdin: "null", stdout: "null" }).spawn();
@@ -52,6 +71,7 @@ const runtime: WorkloadRuntime = {
     }
     const bundle = req.containers[0].bundleDir;
     await Deno.stat(join(bundle, "config.json"));
+    await buildRootfs(req);
     await Deno.stat(join(bundle, "rootfs"));
     for (const key of ["cloud-hypervisor", "kata-kernel", "kata-image"]) {
       if (!req.runtimeAssetPaths[key]) {
@@ -95,6 +115,7 @@ const runtime: WorkloadRuntime = {
     const m = /^count=(\d+);/.exec(new TextDecoder().decode(bytes.subarray(COUNT_OFFSET)));
     if (!m) throw new RuntimeError("DATA_LOSS", "no count in memory-ranges");
     await Deno.stat(join(req.containers[0].bundleDir, "config.json"));
+    await buildRootfs(req);
     startVmm();
     count = Number(m[1]) + 1;
     req.actorLog.line("main", `count ${count}`);
@@ -114,11 +135,12 @@ if (import.meta.main) {
   if (positionals[0] !== "serve") {
     throw new Error(`fake worker: expected serve, got ${positionals}`);
   }
+  log = jsonLogger(stdoutSink, "INFO");
   const server = await startServer({
     podUid: values["pod-uid"]!,
     basePath: values["base-path"]!,
     runtime,
-    logger: jsonLogger(stdoutSink, "INFO"),
+    logger: log,
     actorLogSink: stdoutSink,
   });
   const stop = Promise.withResolvers<void>();
