@@ -343,38 +343,30 @@ export class Vmm {
   }
 
   pause(): Answer {
-    const top = "The VM could not be paused";
-    if (this.#state === undefined || this.#state === "Created") {
-      return err(500, top, "VM is not running");
-    }
-    if (this.#state !== "Running") {
-      return err(
-        500,
-        top,
-        "Cannot pause VM",
-        `Invalid transition: InvalidStateTransition(${this.#state}, Paused)`,
-      );
-    }
-    this.#guest?.pause();
-    this.#state = "Paused";
-    return ok();
+    return this.#pauseOrResume("Paused", "The VM could not be paused", "Cannot pause VM");
   }
 
   resume(): Answer {
-    const top = "The VM could not resume";
+    return this.#pauseOrResume("Running", "The VM could not resume", "Cannot resume VM");
+  }
+
+  /** vm.pause / vm.resume: Running ⇄ Paused, with CH's error texts for any other state. */
+  #pauseOrResume(to: "Paused" | "Running", top: string, cannot: string): Answer {
     if (this.#state === undefined || this.#state === "Created") {
       return err(500, top, "VM is not running");
     }
-    if (this.#state !== "Paused") {
+    const from = to === "Paused" ? "Running" : "Paused";
+    if (this.#state !== from) {
       return err(
         500,
         top,
-        "Cannot resume VM",
-        `Invalid transition: InvalidStateTransition(${this.#state}, Running)`,
+        cannot,
+        `Invalid transition: InvalidStateTransition(${this.#state}, ${to})`,
       );
     }
-    this.#guest?.resume();
-    this.#state = "Running";
+    if (to === "Paused") this.#guest?.pause();
+    else this.#guest?.resume();
+    this.#state = to;
     return ok();
   }
 
