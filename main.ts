@@ -1,12 +1,13 @@
 /**
  * ateom-microvm: runs one sandboxed actor in a cloud-hypervisor micro-VM with a kata guest,
  * and suspends/resumes it through VM snapshots. This is the CLI entry: it dispatches to the
- * subcommands listed in lib/cli/commands.ts and turns errors into one line and an exit code.
+ * subcommands listed in lib/cli/commands.ts, answers a command's `--help` (HelpRequested) with its
+ * help text, and turns errors into one line and an exit code.
  *
  * @module
  */
 import { COMMANDS } from "./lib/cli/commands.ts";
-import { UsageError } from "./lib/cli/command.ts";
+import { type Command, HelpRequested, UsageError } from "./lib/cli/command.ts";
 
 function topHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -41,10 +42,15 @@ export async function main(argv: string[]): Promise<number> {
     );
     return 2;
   }
+  let command: Command | undefined;
   try {
-    const command = await entry.load();
+    command = await entry.load();
     return await command.run(rest);
   } catch (e) {
+    if (e instanceof HelpRequested && command) {
+      console.log(command.help);
+      return 0;
+    }
     if (e instanceof UsageError) {
       console.error(`ateom-microvm ${name}: ${e.message}; run 'ateom-microvm ${name} --help'`);
       return 2;

@@ -45,7 +45,7 @@ Options:
                       probe when the RPC's deadline is later or absent (90s, 5m,
                       1500ms; default 5m)`,
   async run(args) {
-    const { values, positionals, help } = parseFlags(args, {
+    const { values, positionals } = parseFlags(args, {
       "pod-uid": { type: "string" },
       "base-path": { type: "string" },
       "log-level": { type: "string", default: "info" },
@@ -55,10 +55,6 @@ Options:
       "kata-debug": { type: "boolean", default: false },
       "readyz-timeout": { type: "string", default: "5m" },
     });
-    if (help) {
-      console.log(this.help);
-      return 0;
-    }
     if (positionals.length > 0) {
       throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
     }

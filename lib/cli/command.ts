@@ -1,6 +1,7 @@
 /**
  * The shape of a CLI subcommand and the helpers every subcommand shares: flag parsing with
- * `--help`, and one-line usage errors with exit code 2.
+ * `--help` (a HelpRequested the dispatcher answers with the command's `help`, exit code 0), and
+ * one-line usage errors with exit code 2.
  *
  * @module
  */
@@ -24,6 +25,17 @@ export class UsageError extends Error {
   }
 }
 
+/**
+ * `-h`/`--help` was given: thrown by parseFlags so no command handles help itself; main.ts prints
+ * the running command's `help` on stdout and exits 0.
+ */
+export class HelpRequested extends Error {
+  constructor() {
+    super("help requested");
+    this.name = "HelpRequested";
+  }
+}
+
 export type Options = NonNullable<ParseArgsConfig["options"]>;
 
 /** The parsed value of each declared flag (absent when not given and without a default). */
@@ -35,24 +47,26 @@ export type FlagValues<O extends Options> = {
 
 /**
  * Parses `args` against `options` (strict: unknown flags are a UsageError) and returns the values
- * and positionals; `help` is true when `-h`/`--help` was given.
+ * and positionals. Throws HelpRequested when `-h`/`--help` was given (and the rest parsed).
  */
 export function parseFlags<O extends Options>(
   args: string[],
   options: O,
-): { values: FlagValues<O>; positionals: string[]; help: boolean } {
+): { values: FlagValues<O>; positionals: string[] } {
+  let parsed;
   try {
-    const parsed = parseArgs({
+    parsed = parseArgs({
       args,
       options: { ...options, help: { type: "boolean", short: "h" } },
       allowPositionals: true,
       strict: true,
     });
-    const values = parsed.values as FlagValues<O> & { help?: boolean };
-    return { values, positionals: parsed.positionals, help: !!values.help };
   } catch (e) {
     throw new UsageError((e as Error).message.split("\n")[0].replace(/\. To specify.*$/, ""));
   }
+  const values = parsed.values as FlagValues<O> & { help?: boolean };
+  if (values.help) throw new HelpRequested();
+  return { values, positionals: parsed.positionals };
 }
 
 /** Throws a UsageError unless exactly `names.length` positionals were given; returns them. */

@@ -18,11 +18,7 @@ Prints the ateom-microvm version and the Deno runtime version.
 Options:
   --json   print as JSON`,
   run(args) {
-    const { values, help } = parseFlags(args, { json: { type: "boolean" } });
-    if (help) {
-      console.log(this.help);
-      return Promise.resolve(0);
-    }
+    const { values } = parseFlags(args, { json: { type: "boolean" } });
     const info = { version: VERSION, deno: Deno.version.deno };
     console.log(
       values.json ? JSON.stringify(info) : `ateom-microvm ${info.version} (deno ${info.deno})`,

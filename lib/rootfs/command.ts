@@ -33,14 +33,10 @@ Options:
   --resolv-conf FILE   write FILE as /etc/resolv.conf into the image (SRC_DIR is not touched)
   --verify             run e2fsck -fn on the image before it is put in place`,
   async run(args) {
-    const { values, positionals, help } = parseFlags(args, {
+    const { values, positionals } = parseFlags(args, {
       "resolv-conf": { type: "string" },
       verify: { type: "boolean" },
     });
-    if (help) {
-      console.log(this.help);
-      return 0;
-    }
     const [src, out] = expectPositionals(positionals, ["src_dir", "out_image"]);
     const tty = Deno.stderr.isTerminal();
     const enc = new TextEncoder();

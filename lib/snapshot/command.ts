@@ -63,16 +63,12 @@ interface CodecArgs {
   bar: ReturnType<typeof progress>;
 }
 
-/** Parses `args` for `command`; undefined after printing its help. */
-function codecArgs(command: Command, args: string[]): CodecArgs | undefined {
-  const { values, positionals, help } = parseFlags(args, {
+/** Parses `args` for `command`. */
+function codecArgs(command: Command, args: string[]): CodecArgs {
+  const { values, positionals } = parseFlags(args, {
     progress: { type: "boolean" },
     workers: { type: "string" },
   });
-  if (help) {
-    console.log(command.help);
-    return undefined;
-  }
   const [src, dst] = expectPositionals(positionals, ["src", "dst"]);
   const workers = workerCount(values.workers);
   const bar = progress(command.name, !!values.progress);
@@ -92,7 +88,6 @@ Options:
   --workers N   compression threads (default: one per core)`,
   async run(args) {
     const parsed = codecArgs(this, args);
-    if (!parsed) return 0;
     const { src, dst, workers, bar } = parsed;
     const onProgress = (s: { dataBytes: number }) => bar.update(s.dataBytes);
     let stats;
@@ -138,7 +133,6 @@ Options:
   --workers N   decompression threads (default: one per core; 0 decodes on the main thread)`,
   async run(args) {
     const parsed = codecArgs(this, args);
-    if (!parsed) return 0;
     const { src, dst, workers, bar } = parsed;
     const onProgress = (s: { compressedBytes: number }) => bar.update(s.compressedBytes);
     let stats;

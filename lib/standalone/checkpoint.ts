@@ -95,14 +95,10 @@ Options:
              <state dir>/snapshots/NAME/<time>/); S3 settings as for 'ateom-microvm push'
   --json     print the result as JSON`,
   async run(args) {
-    const { values, positionals, help } = parseFlags(args, {
+    const { values, positionals } = parseFlags(args, {
       to: { type: "string" },
       json: { type: "boolean" },
     });
-    if (help) {
-      console.log(this.help);
-      return 0;
-    }
     const name = nameArgument(positionals);
     const ctx = await loadContext();
     return await withActorLock(ctx.state.actorsDir(), name, async () => {

@@ -268,16 +268,12 @@ Options:
   --image FILE             the guest image to check (default: config, else ${DEFAULT_IMAGE})
   --json                   print {"ok": bool, "checks": [...]}`,
   async run(args) {
-    const { values, positionals, help } = parseFlags(args, {
+    const { values, positionals } = parseFlags(args, {
       "cloud-hypervisor": { type: "string" },
       kernel: { type: "string" },
       image: { type: "string" },
       json: { type: "boolean" },
     });
-    if (help) {
-      console.log(this.help);
-      return 0;
-    }
     if (positionals.length) {
       throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
     }

@@ -44,15 +44,11 @@ Options:
   --json         print the JSON records (with time and labels) as the worker wrote them
   --all          also print the worker's own log lines`,
   async run(args) {
-    const { values, positionals, help } = parseFlags(args, {
+    const { values, positionals } = parseFlags(args, {
       follow: { type: "boolean", short: "f" },
       json: { type: "boolean" },
       all: { type: "boolean" },
     });
-    if (help) {
-      console.log(this.help);
-      return 0;
-    }
     const name = nameArgument(positionals);
     const ctx = await loadContext();
     await mustRead(ctx, name);

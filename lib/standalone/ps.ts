@@ -97,11 +97,7 @@ Options:
   --json   print a JSON array (memoryBytes, uptimeSeconds, address: the pod IP whose port 80
            reaches the actor from this host, the whole lineage)`,
   async run(args) {
-    const { values, positionals, help } = parseFlags(args, { json: { type: "boolean" } });
-    if (help) {
-      console.log(this.help);
-      return 0;
-    }
+    const { values, positionals } = parseFlags(args, { json: { type: "boolean" } });
     if (positionals.length) {
       throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
     }

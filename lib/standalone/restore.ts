@@ -79,16 +79,12 @@ ${ASSET_HELP}
 
 Exit codes: 0 running, 1 failed, 2 usage error, 130 interrupted (Ctrl-C).`,
   async run(args) {
-    const { values, positionals, help } = parseFlags(args, {
+    const { values, positionals } = parseFlags(args, {
       from: { type: "string" },
       as: { type: "string" },
       bundle: { type: "string" },
       ...ASSET_FLAGS,
     });
-    if (help) {
-      console.log(this.help);
-      return 0;
-    }
     const name = nameArgument(positionals);
     const target = values.as ?? name;
     asUsage(() => validateName(target, "--as"));

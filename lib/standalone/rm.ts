@@ -23,13 +23,9 @@ A running actor is refused unless --force (which stops its VM without a checkpoi
 Options:
   -f, --force   also remove running actors`,
   async run(args) {
-    const { values, positionals, help } = parseFlags(args, {
+    const { values, positionals } = parseFlags(args, {
       force: { type: "boolean", short: "f" },
     });
-    if (help) {
-      console.log(this.help);
-      return 0;
-    }
     if (positionals.length === 0) throw new UsageError("missing argument: expected NAME...");
     for (const name of positionals) asUsage(() => validateName(name));
     const ctx = await loadContext();

@@ -134,14 +134,10 @@ ${ASSET_HELP}
 Defaults come from the config file (see docs/quickstart.md). Exit codes: 0 running,
 1 failed, 2 usage error, 130 interrupted (Ctrl-C); after 1 or 130 nothing is left behind.`,
   async run(args) {
-    const { values, positionals, help } = parseFlags(args, {
+    const { values, positionals } = parseFlags(args, {
       bundle: { type: "string" },
       ...ASSET_FLAGS,
     });
-    if (help) {
-      console.log(this.help);
-      return 0;
-    }
     const name = nameArgument(positionals);
     const bundleArg = values.bundle;
     if (!bundleArg) throw new UsageError("missing --bundle DIR");

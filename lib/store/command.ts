@@ -30,11 +30,7 @@ function transferCommand(spec: {
     summary: spec.summary,
     help: spec.help,
     async run(args) {
-      const { values, positionals, help } = parseFlags(args, { progress: { type: "boolean" } });
-      if (help) {
-        console.log(this.help);
-        return 0;
-      }
+      const { values, positionals } = parseFlags(args, { progress: { type: "boolean" } });
       const [from, to] = expectPositionals(positionals, spec.positionals);
       const bar = fileProgress(spec.name, !!values.progress);
       const manifest = await spec.transfer(from, to, { onProgress: bar.update });
