@@ -22,7 +22,8 @@ import {
   probeRequest,
   waitReady,
 } from "./readiness.ts";
-import { dnsLines, fdBackedNetDevices, guestImageRepoint } from "./runtime.ts";
+import { fdBackedNetDevices, guestImageRepoint } from "./restore.ts";
+import { dnsLines } from "./run.ts";
 
 Deno.test("memory plan: v52 merges, v53+ waits, copy needs nothing; flag parsing", () => {
   assertEquals(memoryPlan(52), { mode: "OnDemand", atCheckpoint: "merge" });
