@@ -62,6 +62,19 @@ export async function pwriteOffThread(
   pwriteFull(fd, buf.subarray(done), offset + done);
 }
 
+/** posix_fadvise advice: the range will be read soon. */
+export const POSIX_FADV_WILLNEED = 3;
+
+/**
+ * Asks the kernel to start reading `[offset, offset + length)` of `fd` into the page cache now,
+ * without waiting for it (posix_fadvise WILLNEED): later reads of the range find it cached or in
+ * flight. Only a hint: the kernel may ignore it; throws only on a bad fd or range.
+ */
+export function adviseWillNeed(fd: number, offset: number, length: number): void {
+  const err = sym().posix_fadvise(fd, BigInt(offset), BigInt(length), POSIX_FADV_WILLNEED);
+  if (err !== 0) throw new SyscallError("posix_fadvise", err, `fd ${fd} offset ${offset}`);
+}
+
 /** Sets the size of the file open at `fd`. */
 export function truncateFd(fd: number, size: number): void {
   if (sym().ftruncate(fd, BigInt(size)) < 0) {

@@ -3,7 +3,16 @@
  * replaced atomically.
  */
 import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
-import { copyRegions, sparseCopy, sparseCopyReplace } from "./copy.ts";
+import {
+  copyExtents,
+  copyRegions,
+  layoutOf,
+  sparseCopy,
+  sparseCopyReplace,
+  withFd,
+} from "./copy.ts";
+import { O_RDONLY, O_WRONLY, SyscallError } from "../ffi/libc.ts";
+import { adviseWillNeed } from "../ffi/pio.ts";
 import { extents } from "./extents.ts";
 import { allocatedBytes, MiB, readAll, writeSparse } from "../../tests/sparse/testdata.ts";
 import { withTempDir } from "../../tests/temp.ts";
@@ -71,5 +80,58 @@ Deno.test("copyRegions: writes src's data regions only, other dst bytes untouche
     const after = await readAll(`${dir}/dst`);
     assert(after.length === size);
     assertEquals(after, expected);
+  });
+});
+
+Deno.test("copyExtents: prefetching copies the same bytes, chunk by chunk, dst untouched elsewhere", async () => {
+  await withTempDir("sparse-copy-", async (dir) => {
+    const size = 24 * MiB;
+    await writeSparse(`${dir}/dst`, size, [[0, size, 0x55]]);
+    // Many small extents (the merge's shape) plus one spanning several 4 MiB chunks.
+    const regions: [number, number, number][] = Array.from(
+      { length: 40 },
+      (_, i) => [i * 256 * 1024, 16 * 1024, i + 1],
+    );
+    regions.push([12 * MiB, 9 * MiB, 77]);
+    await writeSparse(`${dir}/src`, size, regions);
+    const before = await readAll(`${dir}/dst`);
+    const src = await readAll(`${dir}/src`);
+    const { extents } = layoutOf(`${dir}/src`);
+    const chunks: number[] = [];
+    const copied = await withFd(
+      `${dir}/src`,
+      O_RDONLY,
+      (s) =>
+        withFd(`${dir}/dst`, O_WRONLY, (d) =>
+          copyExtents(s, d, extents, {
+            prefetch: true,
+            onChunk: (n) => void chunks.push(n),
+          })),
+    );
+    assertEquals(copied, 40 * 16 * 1024 + 9 * MiB);
+    // One chunk per small extent, three for the 9 MiB one (4 + 4 + 1 MiB).
+    assertEquals(chunks.length, 43);
+    assertEquals(chunks.at(-1), copied);
+    const expected = before.slice();
+    for (const [off, len] of regions) expected.set(src.subarray(off, off + len), off);
+    assertEquals(await readAll(`${dir}/dst`), expected);
+  });
+});
+
+Deno.test("adviseWillNeed: a closed fd is a SyscallError naming EBADF", async () => {
+  await withTempDir("sparse-copy-", async (dir) => {
+    await writeSparse(`${dir}/f`, MiB, [[0, 4096, 1]]);
+    const fd = await withFd(`${dir}/f`, O_RDONLY, (fd) => {
+      adviseWillNeed(fd, 0, 4096);
+      return Promise.resolve(fd);
+    });
+    try {
+      adviseWillNeed(fd, 0, 4096);
+      throw new Error("adviseWillNeed on a closed fd did not throw");
+    } catch (e) {
+      assert(e instanceof SyscallError, String(e));
+      assertEquals(e.call, "posix_fadvise");
+      assert(e.message.includes("EBADF"), e.message);
+    }
   });
 });

@@ -148,7 +148,11 @@ async function finishFromWork(
       withFd(
         work,
         O_WRONLY,
-        (dst) => copyExtents(src, dst, extents, () => hooks.afterStep?.("overlay-chunk")),
+        (dst) =>
+          copyExtents(src, dst, extents, {
+            onChunk: () => hooks.afterStep?.("overlay-chunk"),
+            prefetch: true,
+          }),
       ));
     await hooks.afterStep?.("overlaid");
     await retire();
