@@ -225,18 +225,24 @@ export async function mergeDelta(
     await Deno.remove(base);
     await hooks.afterStep?.("base-removed");
   }
+  let trashed = false;
   const retire = strategy === "in-place"
     ? async () => {
       await rename(delta, trash);
+      trashed = true;
       await hooks.afterStep?.("delta-moved");
-      removeLater(trash);
     }
     : async () => {
       await Deno.remove(delta);
       await hooks.afterStep?.("delta-removed");
     };
-  const overlaidBytes = await finishFromWork(work, delta, context, hooks, rename, retire);
-  return { strategy, overlaidBytes, recovered: false };
+  try {
+    const overlaidBytes = await finishFromWork(work, delta, context, hooks, rename, retire);
+    return { strategy, overlaidBytes, recovered: false };
+  } finally {
+    // Step 5, started only now: an unlink running beside step 4 competes with its rename.
+    if (trashed) removeLater(trash);
+  }
 }
 
 /**
