@@ -47,6 +47,7 @@ const SYMBOLS = {
   fstat: { parameters: ["i32", "buffer"], result: "i32" },
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  preadv2: { parameters: ["i32", "buffer", "i32", "i64", "i32"], result: "isize" },
   // The same pwrite(2) on Deno's FFI thread pool (see pio.ts pwriteOffThread).
   pwriteOffThread: {
     name: "pwrite",

@@ -11,7 +11,7 @@
  */
 import { setImmediate } from "node:timers";
 import { closeFd, O_RDONLY, O_WRONLY, openFd } from "../ffi/libc.ts";
-import { adviseWillNeed, preadFull, pwriteFull, truncateFd } from "../ffi/pio.ts";
+import { adviseWillNeed, preadCached, preadFull, pwriteFull, truncateFd } from "../ffi/pio.ts";
 import { sizeOf } from "../ffi/seek.ts";
 import { type Extent, extentsOfFd } from "./extents.ts";
 
@@ -57,11 +57,28 @@ export interface CopyOptions {
   /** Runs after each chunk is written (tests inject failures there). */
   onChunk?: (copied: number) => void | Promise<void>;
   /**
-   * Start reading every extent of `src` from disk before copying the first (posix_fadvise
-   * WILLNEED), so many small scattered extents are read with the disk's whole queue depth instead
-   * of one synchronous round trip each. Worth it for many small extents that may not be cached.
+   * Unless `src` looks cached (its first, middle and last extents are in the page cache), start
+   * reading every extent from disk before copying the first (posix_fadvise WILLNEED), so many
+   * small scattered extents are read with the disk's whole queue depth instead of one synchronous
+   * round trip each. Worth it for many small extents that may not be cached.
    */
   prefetch?: boolean;
+}
+
+/** True when the first, middle and last of `extents` are in the page cache (read into `buf`). */
+function looksCached(
+  src: number,
+  extents: readonly Extent[],
+  buf: Uint8Array<ArrayBuffer>,
+): boolean {
+  const probes = new Set([0, extents.length >> 1, extents.length - 1]);
+  for (const i of probes) {
+    if (i < 0) continue;
+    const [start, end] = extents[i];
+    const chunk = buf.subarray(0, Math.min(buf.length, end - start));
+    if (preadCached(src, chunk, start) < chunk.length) return false;
+  }
+  return true;
 }
 
 /**
@@ -75,10 +92,13 @@ export async function copyExtents(
   options: CopyOptions = {},
 ): Promise<number> {
   const { onChunk, prefetch = false } = options;
-  if (prefetch) { for (const [start, end] of extents) adviseWillNeed(src, start, end - start); }
   let largest = 0;
   for (const [start, end] of extents) largest = Math.max(largest, end - start);
-  const buf = new Uint8Array(Math.min(COPY_CHUNK, largest));
+  // At least 64 KiB in its own ArrayBuffer, as preadCached needs.
+  const buf = new Uint8Array(new ArrayBuffer(Math.min(COPY_CHUNK, Math.max(largest, 64 * 1024))));
+  if (prefetch && !looksCached(src, extents, buf)) {
+    for (const [start, end] of extents) adviseWillNeed(src, start, end - start);
+  }
   let copied = 0;
   let sinceYield = 0;
   for (const [start, end] of extents) {

@@ -11,8 +11,8 @@ import {
   sparseCopyReplace,
   withFd,
 } from "./copy.ts";
-import { O_RDONLY, O_WRONLY, SyscallError } from "../ffi/libc.ts";
-import { adviseWillNeed } from "../ffi/pio.ts";
+import { O_RDONLY, O_WRONLY, sym, SyscallError } from "../ffi/libc.ts";
+import { adviseWillNeed, preadCached } from "../ffi/pio.ts";
 import { extents } from "./extents.ts";
 import { allocatedBytes, MiB, readAll, writeSparse } from "../../tests/sparse/testdata.ts";
 import { withTempDir } from "../../tests/temp.ts";
@@ -133,5 +133,56 @@ Deno.test("adviseWillNeed: a closed fd is a SyscallError naming EBADF", async ()
       assertEquals(e.call, "posix_fadvise");
       assert(e.message.includes("EBADF"), e.message);
     }
+  });
+});
+
+/** Writes `path` back and asks the kernel to drop its clean pages (posix_fadvise DONTNEED). */
+async function evict(path: string): Promise<void> {
+  using f = await Deno.open(path, { read: true, write: true });
+  await f.syncData();
+  await withFd(path, O_RDONLY, (fd) => {
+    assertEquals(sym().posix_fadvise(fd, 0n, 0n, 4 /* DONTNEED */), 0);
+    return Promise.resolve();
+  });
+}
+
+Deno.test("preadCached: cached bytes come back exact; evicted ones are not waited for", async () => {
+  await withTempDir("sparse-copy-", async (dir) => {
+    const path = `${dir}/f`;
+    await writeSparse(path, 4 * MiB, [[MiB, 64 * 1024, 9]]);
+    const want = (await readAll(path)).subarray(MiB, MiB + 64 * 1024);
+    const buf = new Uint8Array(new ArrayBuffer(64 * 1024));
+    await withFd(path, O_RDONLY, (fd) => {
+      assertEquals(preadCached(fd, buf, MiB), buf.length);
+      return Promise.resolve();
+    });
+    assertEquals(buf, want);
+    await evict(path);
+    buf.fill(0);
+    const n = await withFd(path, O_RDONLY, (fd) => Promise.resolve(preadCached(fd, buf, MiB)));
+    // Filesystems that cannot drop the pages (tmpfs) still serve them from memory.
+    if (n === 0) assertEquals(buf, new Uint8Array(64 * 1024));
+    else assertEquals(buf.subarray(0, n), want.subarray(0, n));
+  });
+});
+
+Deno.test("copyExtents: a prefetched copy of an uncached source has the same bytes", async () => {
+  await withTempDir("sparse-copy-", async (dir) => {
+    const size = 16 * MiB;
+    const regions: [number, number, number][] = Array.from(
+      { length: 30 },
+      (_, i) => [i * 512 * 1024, 16 * 1024, i + 3],
+    );
+    await writeSparse(`${dir}/src`, size, regions);
+    await writeSparse(`${dir}/dst`, size, []);
+    const { extents } = layoutOf(`${dir}/src`);
+    await evict(`${dir}/src`);
+    const copied = await withFd(
+      `${dir}/src`,
+      O_RDONLY,
+      (s) => withFd(`${dir}/dst`, O_WRONLY, (d) => copyExtents(s, d, extents, { prefetch: true })),
+    );
+    assertEquals(copied, 30 * 16 * 1024);
+    assertEquals(await readAll(`${dir}/dst`), await readAll(`${dir}/src`));
   });
 });
