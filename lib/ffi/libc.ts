@@ -42,9 +42,12 @@ const SYMBOLS = {
   accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32", nonblocking: true },
   setns: { parameters: ["i32", "i32"], result: "i32" },
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
+  // Returns the error number itself (0 on success), not -1 with errno.
+  posix_fadvise: { parameters: ["i32", "i64", "i64", "i32"], result: "i32" },
   fstat: { parameters: ["i32", "buffer"], result: "i32" },
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  preadv2: { parameters: ["i32", "buffer", "i32", "i64", "i32"], result: "isize" },
   // The same pwrite(2) on Deno's FFI thread pool (see pio.ts pwriteOffThread).
   pwriteOffThread: {
     name: "pwrite",

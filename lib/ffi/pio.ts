@@ -8,11 +8,34 @@
  *
  * @module
  */
-import { Errno, lastErrno, sym, SyscallError } from "./libc.ts";
+import { addressOf, Errno, lastErrno, sym, SyscallError } from "./libc.ts";
 
 /** Reads exactly `buf.length` bytes at `offset`; throws on EOF before that. */
 export function preadFull(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number): void {
   transferAt("pread", fd, buf, offset);
+}
+
+/** preadv2 flag: fail with EAGAIN instead of waiting for the disk. */
+const RWF_NOWAIT = 0x8;
+
+/**
+ * Reads into `buf` at `offset` only what the page cache already holds (preadv2 RWF_NOWAIT): returns
+ * the bytes read, 0 when the first page is not cached (or the kernel or filesystem cannot tell
+ * without waiting). Never waits for the disk; throws on other failures. `buf` must be backed by
+ * its own ArrayBuffer of at least 64 KiB (V8 may move smaller ones; the kernel gets its address).
+ */
+export function preadCached(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number): number {
+  const iov = new BigUint64Array([addressOf(buf), BigInt(buf.length)]);
+  for (;;) {
+    const n = Number(
+      sym().preadv2(fd, new Uint8Array(iov.buffer), 1, BigInt(offset), RWF_NOWAIT),
+    );
+    if (n >= 0) return n;
+    const errno = lastErrno();
+    if (errno === Errno.EINTR) continue;
+    if (errno === Errno.EAGAIN || errno === Errno.ENOTSUP) return 0;
+    throw new SyscallError("preadv2", errno, `fd ${fd} offset ${offset}`);
+  }
 }
 
 /** Writes all of `buf` at `offset`. */
@@ -27,11 +50,12 @@ function transferAt(
   buf: Uint8Array<ArrayBuffer>,
   offset: number,
 ): void {
+  const fn = sym()[call];
   let done = 0;
   while (done < buf.length) {
-    const n = Number(
-      sym()[call](fd, buf.subarray(done), BigInt(buf.length - done), BigInt(offset + done)),
-    );
+    // The first try passes buf itself: a subarray per call costs more than the call into libc.
+    const part = done === 0 ? buf : buf.subarray(done);
+    const n = Number(fn(fd, part, BigInt(buf.length - done), BigInt(offset + done)));
     if (n < 0) {
       const errno = lastErrno();
       if (errno === Errno.EINTR) continue;
@@ -60,6 +84,19 @@ export async function pwriteOffThread(
   if (n === buf.length) return;
   const done = Math.max(n, 0);
   pwriteFull(fd, buf.subarray(done), offset + done);
+}
+
+/** posix_fadvise advice: the range will be read soon. */
+export const POSIX_FADV_WILLNEED = 3;
+
+/**
+ * Asks the kernel to start reading `[offset, offset + length)` of `fd` into the page cache now,
+ * without waiting for it (posix_fadvise WILLNEED): later reads of the range find it cached or in
+ * flight. Only a hint: the kernel may ignore it; throws only on a bad fd or range.
+ */
+export function adviseWillNeed(fd: number, offset: number, length: number): void {
+  const err = sym().posix_fadvise(fd, BigInt(offset), BigInt(length), POSIX_FADV_WILLNEED);
+  if (err !== 0) throw new SyscallError("posix_fadvise", err, `fd ${fd} offset ${offset}`);
 }
 
 /** Sets the size of the file open at `fd`. */

@@ -3,7 +3,16 @@
  * replaced atomically.
  */
 import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
-import { copyRegions, sparseCopy, sparseCopyReplace } from "./copy.ts";
+import {
+  copyExtents,
+  copyRegions,
+  layoutOf,
+  sparseCopy,
+  sparseCopyReplace,
+  withFd,
+} from "./copy.ts";
+import { O_RDONLY, O_WRONLY, sym, SyscallError } from "../ffi/libc.ts";
+import { adviseWillNeed, preadCached } from "../ffi/pio.ts";
 import { extents } from "./extents.ts";
 import { allocatedBytes, MiB, readAll, writeSparse } from "../../tests/sparse/testdata.ts";
 import { withTempDir } from "../../tests/temp.ts";
@@ -71,5 +80,109 @@ Deno.test("copyRegions: writes src's data regions only, other dst bytes untouche
     const after = await readAll(`${dir}/dst`);
     assert(after.length === size);
     assertEquals(after, expected);
+  });
+});
+
+Deno.test("copyExtents: prefetching copies the same bytes, chunk by chunk, dst untouched elsewhere", async () => {
+  await withTempDir("sparse-copy-", async (dir) => {
+    const size = 24 * MiB;
+    await writeSparse(`${dir}/dst`, size, [[0, size, 0x55]]);
+    // Many small extents (the merge's shape) plus one spanning several 4 MiB chunks.
+    const regions: [number, number, number][] = Array.from(
+      { length: 40 },
+      (_, i) => [i * 256 * 1024, 16 * 1024, i + 1],
+    );
+    regions.push([12 * MiB, 9 * MiB, 77]);
+    await writeSparse(`${dir}/src`, size, regions);
+    const before = await readAll(`${dir}/dst`);
+    const src = await readAll(`${dir}/src`);
+    const { extents } = layoutOf(`${dir}/src`);
+    const chunks: number[] = [];
+    const copied = await withFd(
+      `${dir}/src`,
+      O_RDONLY,
+      (s) =>
+        withFd(`${dir}/dst`, O_WRONLY, (d) =>
+          copyExtents(s, d, extents, {
+            prefetch: true,
+            onChunk: (n) => void chunks.push(n),
+          })),
+    );
+    assertEquals(copied, 40 * 16 * 1024 + 9 * MiB);
+    // One chunk per small extent, three for the 9 MiB one (4 + 4 + 1 MiB).
+    assertEquals(chunks.length, 43);
+    assertEquals(chunks.at(-1), copied);
+    const expected = before.slice();
+    for (const [off, len] of regions) expected.set(src.subarray(off, off + len), off);
+    assertEquals(await readAll(`${dir}/dst`), expected);
+  });
+});
+
+Deno.test("adviseWillNeed: a closed fd is a SyscallError naming EBADF", async () => {
+  await withTempDir("sparse-copy-", async (dir) => {
+    await writeSparse(`${dir}/f`, MiB, [[0, 4096, 1]]);
+    const fd = await withFd(`${dir}/f`, O_RDONLY, (fd) => {
+      adviseWillNeed(fd, 0, 4096);
+      return Promise.resolve(fd);
+    });
+    try {
+      adviseWillNeed(fd, 0, 4096);
+      throw new Error("adviseWillNeed on a closed fd did not throw");
+    } catch (e) {
+      assert(e instanceof SyscallError, String(e));
+      assertEquals(e.call, "posix_fadvise");
+      assert(e.message.includes("EBADF"), e.message);
+    }
+  });
+});
+
+/** Writes `path` back and asks the kernel to drop its clean pages (posix_fadvise DONTNEED). */
+async function evict(path: string): Promise<void> {
+  using f = await Deno.open(path, { read: true, write: true });
+  await f.syncData();
+  await withFd(path, O_RDONLY, (fd) => {
+    assertEquals(sym().posix_fadvise(fd, 0n, 0n, 4 /* DONTNEED */), 0);
+    return Promise.resolve();
+  });
+}
+
+Deno.test("preadCached: cached bytes come back exact; evicted ones are not waited for", async () => {
+  await withTempDir("sparse-copy-", async (dir) => {
+    const path = `${dir}/f`;
+    await writeSparse(path, 4 * MiB, [[MiB, 64 * 1024, 9]]);
+    const want = (await readAll(path)).subarray(MiB, MiB + 64 * 1024);
+    const buf = new Uint8Array(new ArrayBuffer(64 * 1024));
+    await withFd(path, O_RDONLY, (fd) => {
+      assertEquals(preadCached(fd, buf, MiB), buf.length);
+      return Promise.resolve();
+    });
+    assertEquals(buf, want);
+    await evict(path);
+    buf.fill(0);
+    const n = await withFd(path, O_RDONLY, (fd) => Promise.resolve(preadCached(fd, buf, MiB)));
+    // Filesystems that cannot drop the pages (tmpfs) still serve them from memory.
+    if (n === 0) assertEquals(buf, new Uint8Array(64 * 1024));
+    else assertEquals(buf.subarray(0, n), want.subarray(0, n));
+  });
+});
+
+Deno.test("copyExtents: a prefetched copy of an uncached source has the same bytes", async () => {
+  await withTempDir("sparse-copy-", async (dir) => {
+    const size = 16 * MiB;
+    const regions: [number, number, number][] = Array.from(
+      { length: 30 },
+      (_, i) => [i * 512 * 1024, 16 * 1024, i + 3],
+    );
+    await writeSparse(`${dir}/src`, size, regions);
+    await writeSparse(`${dir}/dst`, size, []);
+    const { extents } = layoutOf(`${dir}/src`);
+    await evict(`${dir}/src`);
+    const copied = await withFd(
+      `${dir}/src`,
+      O_RDONLY,
+      (s) => withFd(`${dir}/dst`, O_WRONLY, (d) => copyExtents(s, d, extents, { prefetch: true })),
+    );
+    assertEquals(copied, 30 * 16 * 1024);
+    assertEquals(await readAll(`${dir}/dst`), await readAll(`${dir}/src`));
   });
 });
