@@ -2,22 +2,9 @@
  * Progress output against a fake stderr and clock: formatting, terminal redraws, plain lines, per-
  * file bars.
  */
+import { fakeOut } from "../../tests/fake_out.ts";
 import { assertEquals } from "../../tests/assert.ts";
 import { fileProgress, formatBytes, formatProgress, progress } from "./progress.ts";
-
-function fakeOut(terminal: boolean) {
-  const written: string[] = [];
-  return {
-    written,
-    out: {
-      writeSync(p: Uint8Array) {
-        written.push(new TextDecoder().decode(p));
-        return p.length;
-      },
-      isTerminal: () => terminal,
-    },
-  };
-}
 
 Deno.test("formatBytes and formatProgress", () => {
   assertEquals(formatBytes(512), "512 B");

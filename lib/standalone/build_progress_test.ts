@@ -3,6 +3,7 @@
  * on a terminal and off one, tailing a log file that is absent, partly written or replaced, and
  * following it for the length of a call.
  */
+import { fakeOut } from "../../tests/fake_out.ts";
 import { join } from "node:path";
 import { assertEquals, assertRejects } from "../../tests/assert.ts";
 import { jsonLogger } from "../log/logger.ts";
@@ -16,20 +17,6 @@ import {
 } from "./build_progress.ts";
 
 const MiB = 1024 * 1024;
-
-function fakeOut(terminal: boolean) {
-  const written: string[] = [];
-  return {
-    written,
-    out: {
-      writeSync(p: Uint8Array) {
-        written.push(new TextDecoder().decode(p));
-        return p.length;
-      },
-      isTerminal: () => terminal,
-    },
-  };
-}
 
 /** The worker's lines for a build of container `main`, as lib/lifecycle logs them. */
 function workerLines(): string[] {
