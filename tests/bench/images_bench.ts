@@ -1,7 +1,8 @@
 /**
  * Disk and memory image benchmarks (issue 4), each measured side by side in one run:
  *   - merge of a 2 GiB base (150 MiB working set) with a 10 MiB OnDemand delta: in-place vs
- *     copying merge (expected ≥ 10×);
+ *     copying merge (expected ≥ 10×), with the inputs' page-cache state as at a checkpoint after
+ *     an OnDemand restore, all on disk, and all cached;
  *   - sparse copy of that base: allocated size of the copy vs the source (expected within 5 %);
  *   - rootfs image of a 10k-file / 200 MiB tree: buildImage vs a bare `mkfs.ext4 -d` with the
  *     same geometry (expected ≤ 1.5×).
@@ -67,13 +68,34 @@ const DELTA_REGIONS: [number, number][] = Array.from({ length: 640 }, (_, i) => 
   return [inside ? off + 64 * 1024 : off + 512 * 1024, 16 * 1024];
 });
 
-async function makePair(dir: string) {
+/**
+ * Page-cache state of the inputs when a merge starts:
+ *   - "hot": both files were just written and are in the page cache;
+ *   - "cold": both are on disk only (cache dropped);
+ *   - "checkpoint": as at a checkpoint after an OnDemand restore: the delta was just written by
+ *     the VMM (in the cache) and of the base only the pages the guest faulted in were read (the
+ *     base pages under the delta's regions inside the working set); the rest of the base's
+ *     working set was never read by this restore and is on disk.
+ */
+type CacheState = "hot" | "cold" | "checkpoint";
+
+async function makePair(dir: string, state: CacheState = "hot") {
   await Deno.mkdir(`${dir}/restore-state`, { recursive: true });
   await Deno.mkdir(`${dir}/checkpoint-state`, { recursive: true });
   const base = `${dir}/restore-state/memory-ranges`;
   const delta = `${dir}/checkpoint-state/memory-ranges`;
   await writeRegions(base, 2 * GiB, BASE_REGIONS, 1);
+  if (state === "checkpoint") {
+    if (!(await dropCaches())) return undefined;
+    using f = await Deno.open(base, { read: true });
+    const page = new Uint8Array(16 * 1024);
+    for (const [off, len] of DELTA_REGIONS) {
+      await f.seek(off, Deno.SeekMode.Start);
+      await f.read(page.subarray(0, len));
+    }
+  }
   await writeRegions(delta, 2 * GiB, DELTA_REGIONS, 1000);
+  if (state === "cold" && !(await dropCaches())) return undefined;
   return { base, delta };
 }
 
@@ -97,15 +119,24 @@ async function dropCaches(): Promise<boolean> {
   }
 }
 
-async function benchMerge(dir: string, cold: boolean) {
+const CACHE_LABEL: Record<CacheState, string> = {
+  hot: "inputs in the page cache",
+  cold: "inputs on disk (page cache dropped)",
+  checkpoint: "as at a checkpoint: delta just written, base pages the guest faulted in cached",
+};
+
+async function benchMerge(dir: string, state: CacheState) {
   const inPlace: number[] = [];
   const copying: number[] = [];
   let inPlaceDigest = "";
   let copyDigest = "";
   for (let round = 0; round < ROUNDS; round++) {
     await Deno.remove(`${dir}/m`, { recursive: true }).catch(() => {});
-    const a = await makePair(`${dir}/m`);
-    if (cold && !(await dropCaches())) return;
+    const a = await makePair(`${dir}/m`, state);
+    if (!a) {
+      console.log(`merge (${CACHE_LABEL[state]}): skipped, the page cache cannot be dropped here`);
+      return;
+    }
     let t = performance.now();
     await mergeDelta(a.base, a.delta);
     inPlace.push(performance.now() - t);
@@ -113,8 +144,7 @@ async function benchMerge(dir: string, cold: boolean) {
     if (round === ROUNDS - 1) inPlaceDigest = await sha256OfData(a.delta);
 
     await Deno.remove(`${dir}/m`, { recursive: true });
-    const b = await makePair(`${dir}/m`);
-    if (cold) await dropCaches();
+    const b = (await makePair(`${dir}/m`, state))!;
     t = performance.now();
     await mergeByCopy(b.base, b.delta, `${dir}/m/merged`);
     copying.push(performance.now() - t);
@@ -122,9 +152,9 @@ async function benchMerge(dir: string, cold: boolean) {
   }
   const ip = median(inPlace);
   const cp = median(copying);
-  const cache = cold ? "inputs on disk (page cache dropped)" : "inputs in the page cache";
   console.log(
-    `merge 2 GiB base / 150 MiB working set / 10 MiB delta, ${cache} (median of ${ROUNDS}):\n` +
+    `merge 2 GiB base / 150 MiB working set / 10 MiB delta, ${CACHE_LABEL[state]} ` +
+      `(median of ${ROUNDS}):\n` +
       `  in-place ${fmtMs(ip)}   copying ${fmtMs(cp)}   ratio ${(cp / ip).toFixed(1)}× ` +
       `(expected ≥ 10×); same result: ${inPlaceDigest === copyDigest ? "yes" : "NO"}`,
   );
@@ -132,7 +162,7 @@ async function benchMerge(dir: string, cold: boolean) {
 
 async function benchSparseCopy(dir: string) {
   await Deno.remove(`${dir}/m`, { recursive: true }).catch(() => {});
-  const { base } = await makePair(`${dir}/m`);
+  const { base } = (await makePair(`${dir}/m`))!;
   const t = performance.now();
   await sparseCopy(base, `${dir}/m/copy`);
   const ours = performance.now() - t;
@@ -239,8 +269,9 @@ export async function run(): Promise<void> {
   const parent = await Deno.stat("/var/tmp").then(() => "/var/tmp", () => undefined);
   const dir = await Deno.makeTempDir({ prefix: "images-bench-", dir: parent });
   try {
-    await benchMerge(dir, false);
-    await benchMerge(dir, true);
+    await benchMerge(dir, "checkpoint");
+    await benchMerge(dir, "cold");
+    await benchMerge(dir, "hot");
     await benchSparseCopy(dir);
     await benchMkfs(dir);
   } finally {
