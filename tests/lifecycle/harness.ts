@@ -112,6 +112,8 @@ export interface Worker {
   logs: Record<string, unknown>[];
   /** Actor log lines (parsed JSON), in order. */
   actorLogs: Record<string, unknown>[];
+  /** Called after each actor log line is appended to {@link actorLogs}. */
+  actorLogListeners: Set<() => void>;
   /** The raw stdout text both go to. */
   stdout: string[];
   fail: string[];
@@ -145,6 +147,7 @@ export async function startWorker(fx: Fixture, options: WorkerOptions): Promise<
   const stdout: string[] = [];
   const logs: Record<string, unknown>[] = [];
   const actorLogs: Record<string, unknown>[] = [];
+  const actorLogListeners = new Set<() => void>();
   const waiters: {
     msg: string;
     resolve: (r: Record<string, unknown>) => void;
@@ -161,7 +164,10 @@ export async function startWorker(fx: Fixture, options: WorkerOptions): Promise<
           clearTimeout(w.timer);
           w.resolve(rec);
         }
-      } else actorLogs.push(rec);
+      } else {
+        actorLogs.push(rec);
+        for (const listener of [...actorLogListeners]) listener();
+      }
     }
   };
   const logger = jsonLogger(sink, "DEBUG");
@@ -213,6 +219,7 @@ export async function startWorker(fx: Fixture, options: WorkerOptions): Promise<
     server,
     logs,
     actorLogs,
+    actorLogListeners,
     stdout,
     fail,
     logged: (msg, timeoutMs = 20_000) =>
@@ -502,24 +509,36 @@ export function containerLines(w: Worker, container: string): string[] {
     .map((r) => r.message as string);
 }
 
-/** Waits (bounded by `timeoutMs`) until `container` has logged `line`. */
-export async function waitForLine(
+/**
+ * Resolves once `container` has logged `line` (checked at every actor log line); rejects when it
+ * has not within `timeoutMs`, so a missing line fails the test instead of hanging it.
+ */
+export function waitForLine(
   w: Worker,
   container: string,
   line: string,
   timeoutMs = 10_000,
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!containerLines(w, container).includes(line)) {
-    if (Date.now() > deadline) {
-      throw new Error(
-        `${container} never logged ${JSON.stringify(line)}; got ${
-          JSON.stringify(containerLines(w, container))
-        }`,
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (!containerLines(w, container).includes(line)) return;
+      w.actorLogListeners.delete(check);
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      w.actorLogListeners.delete(check);
+      reject(
+        new Error(
+          `${container} never logged ${JSON.stringify(line)}; got ${
+            JSON.stringify(containerLines(w, container))
+          }`,
+        ),
       );
-    }
-    await new Promise((r) => setTimeout(r, 10));
-  }
+    }, timeoutMs);
+    w.actorLogListeners.add(check);
+    check();
+  });
 }
 
 /** Pids of live processes whose command line mentions `needle`. */

@@ -66,6 +66,49 @@ export async function withCli(
   }
 }
 
+/**
+ * Resolves once `logs NAME` shows `line` (followed with `logs -f`, no polling) and returns the
+ * whole `logs NAME` text at that point; rejects when the line has not appeared within
+ * `timeoutMs` or the follower ended without it.
+ */
+export async function waitForLog(
+  cli: Cli,
+  name: string,
+  line: string,
+  timeoutMs = 15_000,
+): Promise<string> {
+  const follower = new Deno.Command(BIN, {
+    args: ["logs", "-f", name],
+    env: cli.env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const timer = setTimeout(() => follower.kill("SIGKILL"), timeoutMs);
+  let seen = "";
+  let found = false;
+  try {
+    const reader = follower.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    while (!found) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += value;
+      found = seen.split("\n").slice(0, -1).includes(line);
+    }
+    await reader.cancel();
+  } finally {
+    clearTimeout(timer);
+    try {
+      follower.kill("SIGTERM");
+    } catch { /* already exited */ }
+    await follower.status;
+  }
+  if (!found) {
+    throw new Error(`${name} never logged ${JSON.stringify(line)}; logs:\n${seen}`);
+  }
+  return await cli.ok("logs", name);
+}
+
 /** Writes a minimal OCI bundle (config.json running `args`, rootfs with /bin/<args[0]>). */
 export async function writeBundle(dir: string, args: string[]): Promise<string> {
   await Deno.mkdir(join(dir, "rootfs/bin"), { recursive: true });

@@ -303,7 +303,12 @@ Deno.test("cli: logs -f follows until the supervisor exits", async () => {
 });
 
 Deno.test("cli: Ctrl-C during run cancels it, exit 130, nothing left", async () => {
-  await withCli({ ...WORKER_ENV, FAKE_WORKER_BLOCK: "run" }, async (cli) => {
+  const fifoDir = await Deno.makeTempDir({ prefix: "cli-intr-" });
+  const fifo = join(fifoDir, "blocked");
+  const mk = await new Deno.Command("mkfifo", { args: ["-m", "600", fifo] }).output();
+  assertEquals(mk.code, 0, "mkfifo");
+  const env = { ...WORKER_ENV, FAKE_WORKER_BLOCK: "run", FAKE_WORKER_BLOCKED_FIFO: fifo };
+  await withCli(env, async (cli) => {
     const name = `intr-${Deno.pid}`;
     const work = join(cli.stateDir, "work");
     await Deno.mkdir(work);
@@ -315,15 +320,24 @@ Deno.test("cli: Ctrl-C during run cancels it, exit 130, nothing left", async () 
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    // Wait (bounded) until the worker is inside RunWorkload.
-    const log = join(cli.stateDir, "standalone", name, "worker.log");
-    const deadline = Date.now() + 20_000;
-    while (!(await Deno.readTextFile(log).catch(() => "")).includes('"msg":"RPC started"')) {
-      if (Date.now() > deadline) throw new Error("the worker never started RunWorkload");
-      await new Promise((r) => setTimeout(r, 50));
+    // The worker writes to the FIFO once it is inside RunWorkload; if the CLI exits first, the
+    // read is unblocked by opening the FIFO for writing here, and the test fails on its output.
+    let reading = true;
+    const exitedEarly = child.status.then(async () => {
+      if (reading) await Deno.writeTextFile(fifo, "exited\n");
+    });
+    const signal = await Deno.readTextFile(fifo);
+    reading = false;
+    if (signal !== "blocked\n") {
+      await exitedEarly;
+      const out = await child.output();
+      throw new Error(
+        `run exited before RunWorkload blocked: ${new TextDecoder().decode(out.stderr)}`,
+      );
     }
     child.kill("SIGINT");
     const out = await child.output();
+    await exitedEarly;
     assertEquals(out.code, 130);
     assertEquals(
       new TextDecoder().decode(out.stderr),
@@ -334,6 +348,7 @@ Deno.test("cli: Ctrl-C during run cancels it, exit 130, nothing left", async () 
     assertEquals(await processesMentioning(cli.stateDir), []);
     assertNoHostLeftovers(name);
   });
+  await Deno.remove(fifoDir, { recursive: true });
 });
 
 Deno.test("cli: a failed upload keeps the checkpoint; checkpoint again retries it", async () => {

@@ -16,6 +16,7 @@ import {
   netnsNames,
   processesMentioning,
   ROOT,
+  waitForLog,
   withCli,
   writeAssets,
   writeBundle,
@@ -28,18 +29,6 @@ const DOUBLES = {
 const CH_DOUBLE = join(ROOT, "tests/doubles/cloud-hypervisor");
 
 type PsEntry = { name: string; state: string; pid: number | null; memoryBytes: number | null };
-
-/** Waits, bounded, until `logs NAME` shows `line` (the guest prints asynchronously). */
-async function waitForLog(cli: Cli, name: string, line: string, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  let text = "";
-  while (Date.now() < deadline) {
-    text = await cli.ok("logs", name);
-    if (text.split("\n").includes(line)) return text;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${name} never logged ${JSON.stringify(line)}; logs:\n${text}`);
-}
 
 async function flow(cli: Cli, name: string, store: (n: number) => string) {
   const work = join(cli.stateDir, "work");

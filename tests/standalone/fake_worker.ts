@@ -9,7 +9,9 @@
  * - restore: reads the count back from restore-state/memory-ranges (which must be exactly what
  *   checkpoint wrote), starts the child, logs `count N+1`.
  *
- * With `FAKE_WORKER_BLOCK=run`, run never finishes on its own (it waits for cancellation).
+ * With `FAKE_WORKER_BLOCK=run`, run never finishes on its own (it waits for cancellation); with
+ * `FAKE_WORKER_BLOCKED_FIFO=PATH` as well, it then writes `blocked` to that FIFO, so a test knows
+ * without polling that the RPC is under way.
  * With `FAKE_WORKER_ROOTFS=1`, run and restore first build container `main`'s rootfs disk with
  * lib/rootfs and log its progress as the micro-VM runtime does (lib/lifecycle/build_log.ts).
  *
@@ -65,7 +67,12 @@ const runtime: WorkloadRuntime = {
     if (Deno.env.get("FAKE_WORKER_BLOCK") === "run") {
       // Stands for a long boot: waits for the RPC to be cancelled.
       startVmm();
-      await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+      const aborted = new Promise((resolve) =>
+        signal.addEventListener("abort", resolve, { once: true })
+      );
+      const fifo = Deno.env.get("FAKE_WORKER_BLOCKED_FIFO");
+      if (fifo) await Deno.writeTextFile(fifo, "blocked\n");
+      await aborted;
       await stopVmm();
       throw signal.reason;
     }
