@@ -66,6 +66,17 @@ export async function withCli(
   }
 }
 
+/** Starts `logs -f NAME` (stdout piped; stderr piped unless `quiet`). */
+export function followLogs(cli: Cli, name: string, quiet = false): Deno.ChildProcess {
+  return new Deno.Command(BIN, {
+    args: ["logs", "-f", name],
+    env: cli.env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: quiet ? "null" : "piped",
+  }).spawn();
+}
+
 /**
  * Resolves once `logs NAME` shows `line` (followed with `logs -f`, no polling) and returns the
  * whole `logs NAME` text at that point; rejects when the line has not appeared within
@@ -77,13 +88,7 @@ export async function waitForLog(
   line: string,
   timeoutMs = 15_000,
 ): Promise<string> {
-  const follower = new Deno.Command(BIN, {
-    args: ["logs", "-f", name],
-    env: cli.env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
+  const follower = followLogs(cli, name, true);
   const timer = setTimeout(() => follower.kill("SIGKILL"), timeoutMs);
   let seen = "";
   let found = false;

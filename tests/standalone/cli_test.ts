@@ -13,6 +13,7 @@ import {
   BIN,
   type Cli,
   DENO,
+  followLogs,
   hostLinks,
   netnsNames,
   processesMentioning,
@@ -274,13 +275,7 @@ Deno.test("cli: logs -f follows until the supervisor exits", async () => {
     await Deno.mkdir(work);
     const bundle = await writeBundle(join(work, "bundle"), ["counter"]);
     await cli.ok("run", name, "--bundle", bundle, ...(await writeAssets(work)));
-    const follower = new Deno.Command(BIN, {
-      args: ["logs", "-f", name],
-      env: cli.env,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const follower = followLogs(cli, name);
     const reader = follower.stdout.pipeThrough(new TextDecoderStream()).getReader();
     let seen = "";
     while (!seen.includes("Actor started\n")) {
