@@ -6,6 +6,7 @@ import { assert, assertEquals, assertThrows } from "../../tests/assert.ts";
 import { closeFd, fstatFd, O_RDWR, openFd, readFd, SyscallError } from "./libc.ts";
 import { recvWithFds, UnixFdListener, UnixFdSocket } from "./fdpass.ts";
 import { inNetns, openTap } from "./tun.ts";
+import { copyFileRange } from "./pio.ts";
 
 const isRoot = Deno.uid() === 0;
 
@@ -94,4 +95,26 @@ Deno.test({
 Deno.test("tun: invalid names are refused before any system call", () => {
   assertThrows(() => openTap("name/with/slash"), /invalid tap name/);
   assertThrows(() => openTap("tap0", 0), /invalid tap queue count/);
+});
+
+Deno.test("pio: copyFileRange copies in the kernel, 0 at end of source, SyscallError on a bad fd", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/src`, "0123456789");
+    await Deno.writeTextFile(`${dir}/dst`, "abcdefghijklmnop");
+    const src = openFd(`${dir}/src`, O_RDWR);
+    const dst = openFd(`${dir}/dst`, O_RDWR);
+    try {
+      assertEquals(copyFileRange(src, 2, dst, 4, 5), 5);
+      assertEquals(copyFileRange(src, 10, dst, 0, 5), 0);
+      const err = assertThrows(() => copyFileRange(src, 0, 9999, 0, 1), /copy_file_range .*EBADF/);
+      assert(err instanceof SyscallError);
+    } finally {
+      closeFd(src);
+      closeFd(dst);
+    }
+    assertEquals(await Deno.readTextFile(`${dir}/dst`), "abcd23456jklmnop");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -48,6 +48,10 @@ const SYMBOLS = {
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   preadv2: { parameters: ["i32", "buffer", "i32", "i64", "i32"], result: "isize" },
+  copy_file_range: {
+    parameters: ["i32", "buffer", "i32", "buffer", "usize", "u32"],
+    result: "isize",
+  },
   // The same pwrite(2) on Deno's FFI thread pool (see pio.ts pwriteOffThread).
   pwriteOffThread: {
     name: "pwrite",
@@ -109,6 +113,7 @@ export const Errno = {
   ENOTTY: 25,
   EPIPE: 32,
   ERANGE: 34,
+  ENOSYS: 38,
   ENOTSUP: 95,
   ECONNREFUSED: 111,
 } as const;

@@ -1,7 +1,8 @@
 /**
- * Positioned I/O on raw fds (pread/pwrite/ftruncate through Deno FFI): the sparse copy and merge
- * move data straight between a Uint8Array and the page cache with one call per chunk, without
- * the seek + async op pair Deno.FsFile needs per read or write.
+ * Positioned I/O on raw fds (pread/pwrite/copy_file_range/ftruncate through Deno FFI): the sparse
+ * copy and merge move data between files inside the kernel where it can, otherwise straight
+ * between a Uint8Array and the page cache, with one call per chunk and without the seek + async
+ * op pair Deno.FsFile needs per read or write.
  *
  * Contract: synchronous (errno read on the calling thread) except {@link pwriteOffThread}; short
  * reads/writes are looped over; failures throw a SyscallError naming the fd and offset.
@@ -84,6 +85,41 @@ export async function pwriteOffThread(
   if (n === buf.length) return;
   const done = Math.max(n, 0);
   pwriteFull(fd, buf.subarray(done), offset + done);
+}
+
+/** errnos with which copy_file_range(2) refuses a pair of files it cannot copy between. */
+const COPY_RANGE_UNSUPPORTED: ReadonlySet<number> = new Set([
+  Errno.EXDEV, // different filesystems (before Linux 5.3, and between types since 5.19)
+  Errno.EINVAL, // a filesystem or file type without support
+  Errno.ENOSYS, // a kernel or seccomp policy without the call
+  Errno.ENOTSUP, // EOPNOTSUPP: the filesystem declines
+]);
+
+/**
+ * copy_file_range(2): copies up to `length` bytes from `src` at `srcOffset` to `dst` at
+ * `dstOffset` inside the kernel (page cache to page cache; a reflink or a server-side copy where
+ * the filesystem offers one), without the bytes passing through this process. Returns the bytes
+ * copied (0 at the end of `src`), or -1 when the kernel cannot copy between these two files, so
+ * the caller copies through user space instead. Other failures throw.
+ */
+export function copyFileRange(
+  src: number,
+  srcOffset: number,
+  dst: number,
+  dstOffset: number,
+  length: number,
+): number {
+  // The kernel reads and advances both offsets (loff_t *).
+  const srcOff = new Uint8Array(new BigInt64Array([BigInt(srcOffset)]).buffer);
+  const dstOff = new Uint8Array(new BigInt64Array([BigInt(dstOffset)]).buffer);
+  for (;;) {
+    const n = Number(sym().copy_file_range(src, srcOff, dst, dstOff, BigInt(length), 0));
+    if (n >= 0) return n;
+    const errno = lastErrno();
+    if (errno === Errno.EINTR) continue;
+    if (COPY_RANGE_UNSUPPORTED.has(errno)) return -1;
+    throw new SyscallError("copy_file_range", errno, `fd ${src} → fd ${dst} offset ${srcOffset}`);
+  }
 }
 
 /** posix_fadvise advice: the range will be read soon. */

@@ -1,7 +1,9 @@
 /**
  * Sparse-aware copies: data regions are found with SEEK_DATA/SEEK_HOLE ({@link extentsOfFd}) and
- * copied with large positioned reads and writes; holes are skipped, never read and never written,
- * so a 2 GiB guest memory image with a 150 MiB working set costs 150 MiB of I/O.
+ * copied inside the kernel with copy_file_range (no bounce through this process; a reflink on
+ * filesystems that share blocks), or with large positioned reads and writes where the kernel
+ * cannot copy between the two files (e.g. across filesystems); holes are skipped, never read and
+ * never written, so a 2 GiB guest memory image with a 150 MiB working set costs 150 MiB of I/O.
  *
  * Contract: {@link sparseCopy} creates a new file with the source's size and data regions;
  * {@link copyRegions} overwrites an existing file's bytes at the source's data offsets and leaves
@@ -11,7 +13,14 @@
  */
 import { setImmediate } from "node:timers";
 import { closeFd, O_RDONLY, O_WRONLY, openFd } from "../ffi/libc.ts";
-import { adviseWillNeed, preadCached, preadFull, pwriteFull, truncateFd } from "../ffi/pio.ts";
+import {
+  adviseWillNeed,
+  copyFileRange,
+  preadCached,
+  preadFull,
+  pwriteFull,
+  truncateFd,
+} from "../ffi/pio.ts";
 import { sizeOf } from "../ffi/seek.ts";
 import { type Extent, extentsOfFd } from "./extents.ts";
 
@@ -57,12 +66,66 @@ export interface CopyOptions {
   /** Runs after each chunk is written (tests inject failures there). */
   onChunk?: (copied: number) => void | Promise<void>;
   /**
-   * Unless `src` looks cached (its first, middle and last extents are in the page cache), start
-   * reading every extent from disk before copying the first (posix_fadvise WILLNEED), so many
+   * Unless `src` looks cached (its first, middle and last extents are in the page cache), keep
+   * the disk reading {@link PREFETCH_WINDOW} ahead of the copy (posix_fadvise WILLNEED), so many
    * small scattered extents are read with the disk's whole queue depth instead of one synchronous
-   * round trip each. Worth it for many small extents that may not be cached.
+   * round trip each, and copy_file_range (which reads through a 64 KiB pipe) is not left waiting
+   * on small synchronous reads. Default true.
    */
   prefetch?: boolean;
+  /** Copy through user space (pread/pwrite) even where copy_file_range works. */
+  userSpace?: boolean;
+  /** Counts the bytes copied each way (the caller's object, added to). */
+  stats?: CopyStats;
+}
+
+/** Bytes a copy moved inside the kernel and through user space. */
+export interface CopyStats {
+  inKernel: number;
+  userSpace: number;
+}
+
+/** How far ahead of the copy an uncached source is read (bounded, so huge files do not flood memory). */
+export const PREFETCH_WINDOW = 64 * 1024 * 1024;
+
+/** Issues WILLNEED advice over the data of `extents`, in order, as far as the copy asks. */
+class Prefetcher {
+  #index = 0;
+  #offset: number;
+  #advised = 0;
+
+  constructor(readonly fd: number, readonly extents: readonly Extent[]) {
+    this.#offset = extents[0]?.[0] ?? 0;
+  }
+
+  /** Advises the next extents' data until `target` bytes of it (from the first) are advised. */
+  until(target: number): void {
+    while (this.#advised < target && this.#index < this.extents.length) {
+      const end = this.extents[this.#index][1];
+      const length = Math.min(end - this.#offset, target - this.#advised);
+      adviseWillNeed(this.fd, this.#offset, length);
+      this.#advised += length;
+      this.#offset += length;
+      if (this.#offset >= end) this.#offset = this.extents[++this.#index]?.[0] ?? 0;
+    }
+  }
+}
+
+/**
+ * Copies `[offset, offset + length)` from `src` to `dst` with copy_file_range; returns the bytes
+ * copied, fewer than `length` only when the kernel cannot copy between these files.
+ */
+function copyInKernel(src: number, dst: number, offset: number, length: number): number {
+  let done = 0;
+  while (done < length) {
+    const n = copyFileRange(src, offset + done, dst, offset + done, length - done);
+    if (n < 0) break;
+    if (n === 0) {
+      throw new Error(`copy_file_range fd ${src}: unexpected end of file at ${offset + done}`);
+    }
+    done += n;
+  }
+  return done;
 }
 
 /** True when the first, middle and last of `extents` are in the page cache (read into `buf`). */
@@ -91,23 +154,37 @@ export async function copyExtents(
   extents: readonly Extent[],
   options: CopyOptions = {},
 ): Promise<number> {
-  const { onChunk, prefetch = false } = options;
+  const { onChunk, prefetch = true, stats } = options;
+  let inKernel = !options.userSpace;
   let largest = 0;
   for (const [start, end] of extents) largest = Math.max(largest, end - start);
-  // At least 64 KiB in its own ArrayBuffer, as preadCached needs.
-  const buf = new Uint8Array(new ArrayBuffer(Math.min(COPY_CHUNK, Math.max(largest, 64 * 1024))));
-  if (prefetch && !looksCached(src, extents, buf)) {
-    for (const [start, end] of extents) adviseWillNeed(src, start, end - start);
-  }
+  // Allocated on first use: copies inside the kernel need none.
+  let buffer: Uint8Array<ArrayBuffer> | undefined;
+  const buf = () =>
+    buffer ??= new Uint8Array(new ArrayBuffer(Math.min(COPY_CHUNK, Math.max(largest, 64 * 1024))));
+  const probe = () => new Uint8Array(new ArrayBuffer(64 * 1024));
+  const prefetcher = prefetch && extents.length > 0 && !looksCached(src, extents, probe())
+    ? new Prefetcher(src, extents)
+    : undefined;
   let copied = 0;
   let sinceYield = 0;
   for (const [start, end] of extents) {
     for (let off = start; off < end; off += COPY_CHUNK) {
-      const chunk = buf.subarray(0, Math.min(COPY_CHUNK, end - off));
-      preadFull(src, chunk, off);
-      pwriteFull(dst, chunk, off);
-      copied += chunk.length;
-      sinceYield += chunk.length;
+      const length = Math.min(COPY_CHUNK, end - off);
+      prefetcher?.until(copied + length + PREFETCH_WINDOW);
+      const kernelDone = inKernel ? copyInKernel(src, dst, off, length) : 0;
+      if (kernelDone < length) {
+        inKernel = false;
+        const chunk = buf().subarray(0, length - kernelDone);
+        preadFull(src, chunk, off + kernelDone);
+        pwriteFull(dst, chunk, off + kernelDone);
+      }
+      if (stats) {
+        stats.inKernel += kernelDone;
+        stats.userSpace += length - kernelDone;
+      }
+      copied += length;
+      sinceYield += length;
       if (onChunk) await onChunk(copied);
       if (sinceYield >= YIELD_EVERY) {
         sinceYield = 0;

@@ -186,3 +186,76 @@ Deno.test("copyExtents: a prefetched copy of an uncached source has the same byt
     assertEquals(await readAll(`${dir}/dst`), await readAll(`${dir}/src`));
   });
 });
+
+/** Linux ≥ 5.19 refuses copy_file_range between filesystems that do not implement it (EXDEV). */
+function kernelRefusesCrossFsCopy(): boolean {
+  const [major, minor] = Deno.osRelease().split(".").map(Number);
+  return major > 5 || (major === 5 && minor >= 19);
+}
+
+Deno.test("copyExtents: inside the kernel on one filesystem, same bytes as through user space", async () => {
+  await withTempDir("sparse-copy-", async (dir) => {
+    const size = 24 * MiB;
+    // 6 MiB crosses a 4 MiB chunk boundary; small scattered regions as in a delta.
+    const regions: [number, number, number][] = [
+      [0, 4096, 1],
+      [MiB + 512, 100, 2],
+      [4 * MiB, 6 * MiB, 3],
+      [20 * MiB, 16 * 1024, 4],
+    ];
+    await writeSparse(`${dir}/src`, size, regions);
+    const { extents } = layoutOf(`${dir}/src`);
+    const results: Record<
+      string,
+      { copied: number; stats: { inKernel: number; userSpace: number } }
+    > = {};
+    let before: Uint8Array = new Uint8Array();
+    for (const userSpace of [false, true]) {
+      const dst = `${dir}/dst-${userSpace}`;
+      await writeSparse(dst, size, [[MiB, 8192, 0xee]]);
+      before = await readAll(dst);
+      const stats = { inKernel: 0, userSpace: 0 };
+      const copied = await withFd(
+        `${dir}/src`,
+        O_RDONLY,
+        (s) => withFd(dst, O_WRONLY, (d) => copyExtents(s, d, extents, { userSpace, stats })),
+      );
+      results[String(userSpace)] = { copied, stats };
+    }
+    const total = extents.reduce((n, [s, e]) => n + e - s, 0);
+    assertEquals(results["false"], { copied: total, stats: { inKernel: total, userSpace: 0 } });
+    assertEquals(results["true"], { copied: total, stats: { inKernel: 0, userSpace: total } });
+    const kernel = await readAll(`${dir}/dst-false`);
+    assertEquals(kernel, await readAll(`${dir}/dst-true`));
+    // The destination's own bytes outside the source's data blocks are untouched.
+    assertEquals(kernel.subarray(MiB + 4096, MiB + 8192), before.subarray(MiB + 4096, MiB + 8192));
+    assertEquals(kernel.subarray(0, 4096), (await readAll(`${dir}/src`)).subarray(0, 4096));
+  });
+});
+
+Deno.test("copyExtents: across filesystems (source on /dev/shm) copies through user space", async () => {
+  const shm = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "copy-" }).catch(() => undefined);
+  if (!shm) {
+    console.log("skipped: /dev/shm is not writable");
+    return;
+  }
+  try {
+    await withTempDir("sparse-copy-", async (dir) => {
+      await writeSparse(`${shm}/src`, 8 * MiB, [[0, 4096, 5], [5 * MiB, 3 * MiB, 6]]);
+      await writeSparse(`${dir}/dst`, 8 * MiB, []);
+      const { extents } = layoutOf(`${shm}/src`);
+      const stats = { inKernel: 0, userSpace: 0 };
+      const copied = await withFd(
+        `${shm}/src`,
+        O_RDONLY,
+        (s) => withFd(`${dir}/dst`, O_WRONLY, (d) => copyExtents(s, d, extents, { stats })),
+      );
+      assertEquals(copied, 4096 + 3 * MiB);
+      assertEquals(stats.inKernel + stats.userSpace, copied);
+      if (kernelRefusesCrossFsCopy()) assertEquals(stats, { inKernel: 0, userSpace: copied });
+      assertEquals(await readAll(`${dir}/dst`), await readAll(`${shm}/src`));
+    });
+  } finally {
+    await Deno.remove(shm, { recursive: true });
+  }
+});

@@ -151,7 +151,6 @@ async function finishFromWork(
         (dst) =>
           copyExtents(src, dst, extents, {
             onChunk: () => hooks.afterStep?.("overlay-chunk"),
-            prefetch: true,
           }),
       ));
     await hooks.afterStep?.("overlaid");

@@ -137,44 +137,44 @@ async function upstreamCopyingMerge(base: string, delta: string, out: string): P
   await copyRegions(delta, out);
 }
 
+/** The merges compared; each leaves the merged image at the path it returns. */
+const MERGES: Record<string, (base: string, delta: string, dir: string) => Promise<string>> = {
+  "in-place": async (base, delta) => {
+    await mergeDelta(base, delta);
+    return delta;
+  },
+  copying: async (base, delta, dir) => {
+    await mergeByCopy(base, delta, `${dir}/merged`);
+    return `${dir}/merged`;
+  },
+  upstream: async (base, delta, dir) => {
+    await upstreamCopyingMerge(base, delta, `${dir}/merged`);
+    return `${dir}/merged`;
+  },
+};
+
 async function benchMerge(dir: string, state: CacheState) {
-  const inPlace: number[] = [];
-  const copying: number[] = [];
-  const upstream: number[] = [];
-  let inPlaceDigest = "";
-  let copyDigest = "";
-  let upstreamDigest = "";
+  const times: Record<string, number[]> = {};
+  const digests: Record<string, string> = {};
   for (let round = 0; round < ROUNDS; round++) {
-    await Deno.remove(`${dir}/m`, { recursive: true }).catch(() => {});
-    const a = await makePair(`${dir}/m`, state);
-    if (!a) {
-      console.log(`merge (${CACHE_LABEL[state]}): skipped, the page cache cannot be dropped here`);
-      return;
+    for (const [name, merge] of Object.entries(MERGES)) {
+      await Deno.remove(`${dir}/m`, { recursive: true }).catch(() => {});
+      const pair = await makePair(`${dir}/m`, state);
+      if (!pair) {
+        console.log(
+          `merge (${CACHE_LABEL[state]}): skipped, the page cache cannot be dropped here`,
+        );
+        return;
+      }
+      const t = performance.now();
+      const out = await merge(pair.base, pair.delta, `${dir}/m`);
+      (times[name] ??= []).push(performance.now() - t);
+      await mergeCleanups();
+      if (round === ROUNDS - 1) digests[name] = await sha256OfData(out);
     }
-    let t = performance.now();
-    await mergeDelta(a.base, a.delta);
-    inPlace.push(performance.now() - t);
-    await mergeCleanups();
-    if (round === ROUNDS - 1) inPlaceDigest = await sha256OfData(a.delta);
-
-    await Deno.remove(`${dir}/m`, { recursive: true });
-    const b = (await makePair(`${dir}/m`, state))!;
-    t = performance.now();
-    await mergeByCopy(b.base, b.delta, `${dir}/m/merged`);
-    copying.push(performance.now() - t);
-    if (round === ROUNDS - 1) copyDigest = await sha256OfData(`${dir}/m/merged`);
-
-    await Deno.remove(`${dir}/m`, { recursive: true });
-    const c = (await makePair(`${dir}/m`, state))!;
-    t = performance.now();
-    await upstreamCopyingMerge(c.base, c.delta, `${dir}/m/merged`);
-    upstream.push(performance.now() - t);
-    if (round === ROUNDS - 1) upstreamDigest = await sha256OfData(`${dir}/m/merged`);
   }
-  const ip = median(inPlace);
-  const cp = median(copying);
-  const up = median(upstream);
-  const same = inPlaceDigest === copyDigest && copyDigest === upstreamDigest;
+  const [ip, cp, up] = ["in-place", "copying", "upstream"].map((n) => median(times[n]));
+  const same = new Set(Object.values(digests)).size === 1;
   console.log(
     `merge 2 GiB base / 150 MiB working set / 10 MiB delta, ${CACHE_LABEL[state]} ` +
       `(median of ${ROUNDS}):\n` +
