@@ -133,34 +133,3 @@ export interface WorkloadRuntime {
   /** Restores the actor from `paths.restoreStateDir`; resolves once it is ready. */
   restore(req: RestoreRequest, signal: AbortSignal): Promise<void>;
 }
-
-/**
- * The runtime until the micro-VM one is plugged in: every step answers UNIMPLEMENTED, naming
- * the step and the actor, after the service has validated the request and checked the state.
- */
-export const unimplementedRuntime: WorkloadRuntime = {
-  run(req) {
-    return Promise.reject(
-      new RuntimeError(
-        "UNIMPLEMENTED",
-        `RunWorkload is not implemented yet: the micro-VM runtime cannot boot actor ${req.actor.id} in this build`,
-      ),
-    );
-  },
-  checkpoint(req) {
-    return Promise.reject(
-      new RuntimeError(
-        "UNIMPLEMENTED",
-        `CheckpointWorkload is not implemented yet: the micro-VM runtime cannot snapshot actor ${req.actor.id} in this build`,
-      ),
-    );
-  },
-  restore(req) {
-    return Promise.reject(
-      new RuntimeError(
-        "UNIMPLEMENTED",
-        `RestoreWorkload is not implemented yet: the micro-VM runtime cannot restore actor ${req.actor.id} in this build`,
-      ),
-    );
-  },
-};

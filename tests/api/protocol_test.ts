@@ -6,14 +6,14 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { assert, assertEquals, assertStringIncludes } from "../assert.ts";
-import { unimplementedRuntime } from "../../lib/api/runtime.ts";
+import { refusingRuntime } from "./refusing_runtime.ts";
 import * as v1 from "../../proto/gen/grpc/reflection/v1/reflection_pb.ts";
 import * as v1alpha from "../../proto/gen/grpc/reflection/v1alpha/reflection_pb.ts";
 import { callAll, encode } from "./client.ts";
 import { withServer } from "./harness.ts";
 
 Deno.test("api: an unknown method or service answers gRPC UNIMPLEMENTED with a message", async () => {
-  await withServer(unimplementedRuntime, async ({ socket }) => {
+  await withServer(refusingRuntime, async ({ socket }) => {
     const r = await callAll(socket, [
       { path: "/ateom.Ateom/DeleteWorkload" },
       { path: "/no.Such/Service" },
@@ -30,7 +30,7 @@ Deno.test("api: an unknown method or service answers gRPC UNIMPLEMENTED with a m
 
 for (const [version, pb] of [["v1", v1], ["v1alpha", v1alpha]] as const) {
   Deno.test(`api: reflection ${version} lists ateom.Ateom and serves its descriptor`, async () => {
-    await withServer(unimplementedRuntime, async ({ socket }) => {
+    await withServer(refusingRuntime, async ({ socket }) => {
       const req = (messageRequest: Record<string, unknown>) =>
         encode(pb.ServerReflectionRequestSchema, { host: "localhost", messageRequest });
       const [stream] = await callAll(socket, [{

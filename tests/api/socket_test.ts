@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "../assert.ts";
 import { startServer } from "../../lib/api/server.ts";
-import { unimplementedRuntime } from "../../lib/api/runtime.ts";
+import { refusingRuntime } from "./refusing_runtime.ts";
 import { nullLogger } from "../../lib/log/logger.ts";
 import { callAll, GrpcClient, PYTHON } from "./client.ts";
 import { TextLineStream } from "./lines.ts";
@@ -31,7 +31,7 @@ Deno.test("api: worker dir 0700, socket 0600, stale socket replaced, live one re
       startServer({
         podUid,
         basePath: base,
-        runtime: unimplementedRuntime,
+        runtime: refusingRuntime,
         logger: nullLogger,
         actorLogSink: () => {},
       });

@@ -4,7 +4,7 @@
  * available and the default runtime answers UNIMPLEMENTED for the steps themselves.
  */
 import { assertEquals, assertStringIncludes } from "../assert.ts";
-import { unimplementedRuntime } from "../../lib/api/runtime.ts";
+import { refusingRuntime } from "./refusing_runtime.ts";
 import { type Call, callAll } from "./client.ts";
 import {
   ACTOR,
@@ -167,7 +167,7 @@ const CASES: Case[] = [
 ];
 
 Deno.test("api: every invalid input gets its gRPC code and a one-line message", async () => {
-  await withServer(unimplementedRuntime, async ({ socket, server }) => {
+  await withServer(refusingRuntime, async ({ socket, server }) => {
     const calls: Call[] = CASES.map(([, path, request]) => ({ path, request }));
     const results = await callAll(socket, calls);
     CASES.forEach(([name, , , code, message], i) => {
@@ -180,7 +180,7 @@ Deno.test("api: every invalid input gets its gRPC code and a one-line message", 
 });
 
 Deno.test("api: the default runtime answers UNIMPLEMENTED per step and the worker stays usable", async () => {
-  await withServer(unimplementedRuntime, async ({ socket, server, actorLogs }) => {
+  await withServer(refusingRuntime, async ({ socket, server, actorLogs }) => {
     const results = await callAll(socket, [
       { path: RUN, request: runBytes() },
       { path: RESTORE, request: restoreBytes() },
@@ -194,8 +194,8 @@ Deno.test("api: the default runtime answers UNIMPLEMENTED per step and the worke
       "UNIMPLEMENTED",
     ]);
     assertEquals(results.map((r) => r.code_num), [12, 12, 9, 12]);
-    assertStringIncludes(results[0].details, "RunWorkload is not implemented yet: ");
-    assertStringIncludes(results[1].details, "RestoreWorkload is not implemented yet: ");
+    assertStringIncludes(results[0].details, "RunWorkload is refused by this test runtime: ");
+    assertStringIncludes(results[1].details, "RestoreWorkload is refused by this test runtime: ");
     assertStringIncludes(results[2].details, "no actor is running on this worker");
     assertEquals(server.state(), { phase: "available" });
     // The lifecycle event before the step is emitted; no "started" after a failure.
