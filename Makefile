@@ -58,7 +58,10 @@ run: setup
 # bin/ateom-microvm prefers dist/ateom-microvm when present.
 binary: setup
 	mkdir -p dist
-	$(DENO) compile $(PERMS) --no-check --include proto/gen --output dist/ateom-microvm.new main.ts
+	@$(DENO) compile $(PERMS) --no-check --include proto/gen --output dist/ateom-microvm.new main.ts \
+	  || { rm -f dist/ateom-microvm.new; echo "binary: deno compile failed (above); without access" \
+	    "to dl.deno.land it needs DENORT_BIN=/path/to/denort of deno" \
+	    "$$($(DENO) --version | head -1 | cut -d' ' -f2) (see docs/quickstart.md)"; exit 1; }
 	@dist/ateom-microvm.new version >/dev/null 2>&1 || { rm -f dist/ateom-microvm.new; \
 	  echo "binary: the compiled dist/ateom-microvm does not run: DENORT_BIN must be the denort" \
 	    "runtime of deno $$($(DENO) --version | head -1 | cut -d' ' -f2), not a full deno"; exit 1; }
