@@ -15,7 +15,7 @@ import { O_RDONLY, O_WRONLY, sym, SyscallError } from "../ffi/libc.ts";
 import { adviseWillNeed, preadCached } from "../ffi/pio.ts";
 import { extents } from "./extents.ts";
 import { allocatedBytes, MiB, readAll, writeSparse } from "../../tests/sparse/testdata.ts";
-import { withTempDir } from "../../tests/temp.ts";
+import { withShmDir, withTempDir } from "../../tests/temp.ts";
 
 /** The data extents of `path`, as [start, end) pairs. */
 const extentsOf = (path: string) => Array.fromAsync(extents(path));
@@ -234,13 +234,8 @@ Deno.test("copyExtents: inside the kernel on one filesystem, same bytes as throu
 });
 
 Deno.test("copyExtents: across filesystems (source on /dev/shm) copies through user space", async () => {
-  const shm = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "copy-" }).catch(() => undefined);
-  if (!shm) {
-    console.log("skipped: /dev/shm is not writable");
-    return;
-  }
-  try {
-    await withTempDir("sparse-copy-", async (dir) => {
+  await withShmDir("copy-", (shm) =>
+    withTempDir("sparse-copy-", async (dir) => {
       await writeSparse(`${shm}/src`, 8 * MiB, [[0, 4096, 5], [5 * MiB, 3 * MiB, 6]]);
       await writeSparse(`${dir}/dst`, 8 * MiB, []);
       const { extents } = layoutOf(`${shm}/src`);
@@ -254,8 +249,5 @@ Deno.test("copyExtents: across filesystems (source on /dev/shm) copies through u
       assertEquals(stats.inKernel + stats.userSpace, copied);
       if (kernelRefusesCrossFsCopy()) assertEquals(stats, { inKernel: 0, userSpace: copied });
       assertEquals(await readAll(`${dir}/dst`), await readAll(`${shm}/src`));
-    });
-  } finally {
-    await Deno.remove(shm, { recursive: true });
-  }
+    }));
 });

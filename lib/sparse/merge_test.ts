@@ -20,6 +20,7 @@ import {
   type Region,
   writeSparse,
 } from "../../tests/sparse/testdata.ts";
+import { withShmDir } from "../../tests/temp.ts";
 
 const SIZE = 16 * MiB;
 // Base: a working set of scattered regions. Delta: pages touched after the restore, some inside
@@ -217,12 +218,7 @@ Deno.test("mergeDelta: EXDEV from the rename falls back to the copying merge", a
 });
 
 Deno.test("mergeDelta: a real cross-filesystem pair (base on /dev/shm) merges by copy", async () => {
-  const shm = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "merge-" }).catch(() => undefined);
-  if (!shm) {
-    console.log("skipped: /dev/shm is not writable");
-    return;
-  }
-  try {
+  await withShmDir("merge-", async (shm) => {
     const p = await makePair(shm);
     try {
       const a = await Deno.stat(shm);
@@ -238,9 +234,7 @@ Deno.test("mergeDelta: a real cross-filesystem pair (base on /dev/shm) merges by
     } finally {
       await Deno.remove(p.dir, { recursive: true });
     }
-  } finally {
-    await Deno.remove(shm, { recursive: true });
-  }
+  });
 });
 
 Deno.test("recoverMerge: a stale work file beside an existing base is removed", async () => {
