@@ -4,6 +4,8 @@
 ARCH := $(shell uname -m)
 DENO_PLATFORM := linux-$(if $(filter aarch64 arm64,$(ARCH)),arm64,x64)-glibc
 DENO := node_modules/@deno/$(DENO_PLATFORM)/deno
+# The pinned Deno's version, as a shell expansion for recipes (evaluated only where used).
+DENO_VERSION = $$($(DENO) --version | head -1 | cut -d' ' -f2)
 BUF := node_modules/.bin/buf
 # The program needs FFI (fd passing, SEEK_DATA, tun, setns), which already grants everything a
 # process can do, and /proc (process start times, RSS, per-netns sysctls), which Deno only opens
@@ -61,10 +63,10 @@ binary: setup
 	@$(DENO) compile $(PERMS) --no-check --include proto/gen --output dist/ateom-microvm.new main.ts \
 	  || { rm -f dist/ateom-microvm.new; echo "binary: deno compile failed (above); without access" \
 	    "to dl.deno.land it needs DENORT_BIN=/path/to/denort of deno" \
-	    "$$($(DENO) --version | head -1 | cut -d' ' -f2) (see docs/quickstart.md)"; exit 1; }
+	    "$(DENO_VERSION) (see docs/quickstart.md)"; exit 1; }
 	@dist/ateom-microvm.new version >/dev/null 2>&1 || { rm -f dist/ateom-microvm.new; \
 	  echo "binary: the compiled dist/ateom-microvm does not run: DENORT_BIN must be the denort" \
-	    "runtime of deno $$($(DENO) --version | head -1 | cut -d' ' -f2), not a full deno"; exit 1; }
+	    "runtime of deno $(DENO_VERSION), not a full deno"; exit 1; }
 	mv dist/ateom-microvm.new dist/ateom-microvm
 
 clean:

@@ -162,8 +162,8 @@ export async function copyExtents(
   let buffer: Uint8Array<ArrayBuffer> | undefined;
   const buf = () =>
     buffer ??= new Uint8Array(new ArrayBuffer(Math.min(COPY_CHUNK, Math.max(largest, 64 * 1024))));
-  const probe = () => new Uint8Array(new ArrayBuffer(64 * 1024));
-  const prefetcher = prefetch && extents.length > 0 && !looksCached(src, extents, probe())
+  const prefetcher = prefetch && extents.length > 0 &&
+      !looksCached(src, extents, new Uint8Array(new ArrayBuffer(64 * 1024)))
     ? new Prefetcher(src, extents)
     : undefined;
   let copied = 0;

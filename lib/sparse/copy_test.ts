@@ -6,6 +6,7 @@ import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
 import {
   copyExtents,
   copyRegions,
+  type CopyStats,
   layoutOf,
   sparseCopy,
   sparseCopyReplace,
@@ -207,7 +208,7 @@ Deno.test("copyExtents: inside the kernel on one filesystem, same bytes as throu
     const { extents } = layoutOf(`${dir}/src`);
     const results: Record<
       string,
-      { copied: number; stats: { inKernel: number; userSpace: number } }
+      { copied: number; stats: CopyStats }
     > = {};
     let before: Uint8Array = new Uint8Array();
     for (const userSpace of [false, true]) {

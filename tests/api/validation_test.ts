@@ -179,7 +179,7 @@ Deno.test("api: every invalid input gets its gRPC code and a one-line message", 
   });
 });
 
-Deno.test("api: the default runtime answers UNIMPLEMENTED per step and the worker stays usable", async () => {
+Deno.test("api: a runtime error (UNIMPLEMENTED) reaches the client per step and the worker stays usable", async () => {
   await withServer(refusingRuntime, async ({ socket, server, actorLogs }) => {
     const results = await callAll(socket, [
       { path: RUN, request: runBytes() },

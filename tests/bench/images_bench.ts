@@ -73,9 +73,9 @@ const DELTA_REGIONS: [number, number][] = Array.from({ length: 640 }, (_, i) => 
  *   - "hot": both files were just written and are in the page cache;
  *   - "cold": both are on disk only (cache dropped);
  *   - "checkpoint": as at a checkpoint after an OnDemand restore: the delta was just written by
- *     the VMM (in the cache) and of the base only the pages the guest faulted in were read (the
- *     base pages under the delta's regions inside the working set); the rest of the base's
- *     working set was never read by this restore and is on disk.
+ *     the VMM (in the cache) and of the base only the pages the guest faulted in were read (those
+ *     under the delta's regions: the guest faults a page in before it writes it); the rest of the
+ *     base's working set was never read by this restore and is on disk.
  */
 type CacheState = "hot" | "cold" | "checkpoint";
 
